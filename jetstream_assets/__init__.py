@@ -1,0 +1,1 @@
+"""Mozilla Jetstream experiment analysis as a Dagster asset graph."""

@@ -1,0 +1,5 @@
+"""Command line: demo, run, statistics."""
+
+
+def main(argv=None) -> int:
+    raise SystemExit("not yet")
