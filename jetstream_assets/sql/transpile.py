@@ -1,0 +1,82 @@
+"""BigQuery SQL (as mozanalysis and metric-hub write it) rewritten for the embedded DuckDB engine.
+
+The SQL stays in BigQuery dialect everywhere else so that production runs it untouched; only the local
+warehouse calls this. Table references are resolved by a callback (the warehouse knows where each table
+lives) and persistent UDFs (`mozfun.*`, `udf.*`) become DuckDB macros named with underscores.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+import sqlglot
+from sqlglot import exp
+
+# `mozfun.map.get_key`(...), mozfun.map.get_key(...), `moz-fx-data-shared-prod`.udf.x(...), udf_js.y(...)
+_UDF_CALL = re.compile(
+    r"`?(?:moz-fx-data-shared-prod`?\.`?)?\b(mozfun)\.(\w+)\.(\w+)`?(?=\s*\()"
+    r"|`?(?:moz-fx-data-shared-prod`?\.`?)?\b(udf|udf_js)\.(\w+)`?(?=\s*\()",
+    re.IGNORECASE,
+)
+
+
+def udf_macro_name(*parts: str) -> str:
+    """The DuckDB macro name for a BigQuery persistent function, e.g. mozfun_map_get_key."""
+    return "_".join(p.lower() for p in parts if p)
+
+
+def _rename_udf_calls(sql: str) -> str:
+    def repl(m: re.Match) -> str:
+        return udf_macro_name(*(g for g in m.groups() if g))
+
+    return _UDF_CALL.sub(repl, sql)
+
+
+class TranspileError(ValueError):
+    """BigQuery SQL that the local engine cannot run; the message carries the parser's reason."""
+
+
+TableResolver = Callable[[str | None, str, str], "exp.Expression | None"]
+
+
+def to_duckdb(sql: str, resolve_table: TableResolver) -> str:
+    """Rewrite BigQuery SQL to DuckDB SQL.
+
+    `resolve_table(project, dataset, table)` returns the expression to read instead (for example a
+    `read_parquet(...)` call or a subquery), or None to leave the reference as it is (CTEs).
+    """
+    try:
+        statements = sqlglot.parse(_rename_udf_calls(sql), read="bigquery")
+    except sqlglot.errors.ParseError as e:
+        raise TranspileError(f"SQL does not parse as BigQuery: {e}") from e
+    out = []
+    for tree in statements:
+        if tree is None:
+            continue
+        cte_names = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
+
+        def replace(node: exp.Expression) -> exp.Expression:
+            if not isinstance(node, exp.Table) or not node.name:
+                return node
+            if not node.db and node.name.lower() in cte_names:
+                return node
+            if isinstance(node.this, exp.Anonymous | exp.Func):
+                return node  # table functions such as UNNEST
+            project = node.catalog or None
+            dataset = node.db or ""
+            name = node.name
+            if not dataset and "." in name:  # `project.dataset.table` quoted as one identifier
+                parts = name.split(".")
+                name = parts[-1]
+                dataset = parts[-2] if len(parts) > 1 else ""
+                project = parts[-3] if len(parts) > 2 else None
+            replacement = resolve_table(project, dataset, name)
+            if replacement is None:
+                return node
+            alias = node.alias or name
+            return exp.alias_(replacement, exp.to_identifier(alias), table=True)
+
+        tree = tree.transform(replace, copy=False)
+        out.append(tree.sql(dialect="duckdb"))
+    return ";\n".join(out)

@@ -1,0 +1,228 @@
+"""The embedded warehouse: DuckDB as the engine, every table a Parquet file.
+
+Layout: `<root>/<dataset>/<table>.parquet`; a Jetstream view is `<root>/<dataset>/<view>.view.json`.
+Each query opens its own in-memory DuckDB connection and each table is replaced by writing a temporary
+file beside it and renaming it, so parallel runs and readers never see half a table and never wait on a
+database lock. References to `project.dataset.table` ignore the project: locally there is one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+import uuid
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+from pydantic import Field
+from sqlglot import exp, parse_one
+
+from jetstream_assets.sql.mozfun import macro_statements
+from jetstream_assets.sql.transpile import TranspileError, to_duckdb
+from jetstream_assets.warehouse.base import QueryResult, Warehouse, WarehouseError
+
+_VIEW_SUFFIX = ".view.json"
+
+
+def _sql_string(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+class LocalWarehouse(Warehouse):
+    """DuckDB over Parquet files under `root`; the default engine of the demo and the tests."""
+
+    root: str = Field(description="Folder holding <dataset>/<table>.parquet files.")
+    threads: int = Field(default=2, description="DuckDB threads per query.")
+    memory_limit: str = Field(default="8GB", description="DuckDB memory limit per query.")
+
+    # -- locations -------------------------------------------------------------------------------
+    def _dir(self, dataset: str | None = None) -> Path:
+        return Path(self.root) / (dataset or self.dataset)
+
+    def table_path(self, table: str, dataset: str | None = None) -> Path:
+        return self._dir(dataset) / f"{table}.parquet"
+
+    def _view_path(self, view: str, dataset: str | None = None) -> Path:
+        return self._dir(dataset) / f"{view}{_VIEW_SUFFIX}"
+
+    def table_ref(self, table: str) -> str:
+        return f"{self.dataset}.{table}"
+
+    # -- engine ----------------------------------------------------------------------------------
+    def _connect(self) -> duckdb.DuckDBPyConnection:
+        con = duckdb.connect(":memory:")
+        con.execute(f"SET threads = {int(self.threads)}")
+        con.execute(f"SET memory_limit = {_sql_string(self.memory_limit)}")
+        con.execute("SET preserve_insertion_order = false")
+        tmp = Path(self.root) / ".duckdb_tmp"
+        tmp.mkdir(parents=True, exist_ok=True)
+        con.execute(f"SET temp_directory = {_sql_string(str(tmp))}")
+        for statement in macro_statements():
+            con.execute(statement)
+        return con
+
+    def _source_select(self, dataset: str, table: str, read: list[Path]) -> str:
+        """SELECT reading a stored table or a window view; records the files it reads."""
+        path = self.table_path(table, dataset)
+        if path.exists():
+            read.append(path)
+            return f"SELECT * FROM read_parquet({_sql_string(str(path))})"
+        view = self._view_path(table, dataset)
+        if view.exists():
+            spec = json.loads(view.read_text())
+            files = self._window_tables(spec["prefix"], dataset)
+            if not files:
+                raise WarehouseError(
+                    f"View {dataset}.{table} has no tables yet (none named {spec['prefix']}_<n>)."
+                )
+            read.extend(files.values())
+            paths = ", ".join(_sql_string(str(p)) for p in files.values())
+            return (
+                f"SELECT * EXCLUDE (filename), CAST(regexp_extract(filename, '_([0-9]+)[.]parquet$', 1) "
+                f"AS BIGINT) AS window_index FROM read_parquet([{paths}], union_by_name = true, "
+                f"filename = true)"
+            )
+        raise WarehouseError(
+            f"Table {dataset}.{table} does not exist in the local warehouse ({self._dir(dataset)}). "
+            f"Generate the telemetry (`jetstream-assets demo`) or materialize the upstream asset first."
+        )
+
+    def _window_tables(self, prefix: str, dataset: str | None = None) -> dict[int, Path]:
+        pattern = re.compile(re.escape(prefix) + r"_([0-9]+)\.parquet$")
+        found = {}
+        folder = self._dir(dataset)
+        if folder.exists():
+            for p in folder.iterdir():
+                m = pattern.fullmatch(p.name)
+                if m:
+                    found[int(m.group(1))] = p
+        return dict(sorted(found.items()))
+
+    def _translate(self, sql: str) -> tuple[str, list[Path]]:
+        read: list[Path] = []
+
+        def resolve(project: str | None, dataset: str, table: str):
+            if not dataset:
+                return None
+            select = self._source_select(dataset, table, read)
+            return parse_one(select, read="duckdb").subquery()
+
+        try:
+            return to_duckdb(sql, resolve), read
+        except TranspileError as e:
+            raise WarehouseError(str(e)) from e
+
+    def _execute(self, sql: str, destination: str | None):
+        duck_sql, read = self._translate(sql)
+        started = time.monotonic()
+        con = self._connect()
+        try:
+            if destination is None:
+                df = con.execute(duck_sql).df()
+                rows = len(df)
+            else:
+                df = None
+                target = self.table_path(destination)
+                tmp = self._tmp_path(target)
+                try:
+                    con.execute(
+                        f"COPY ({duck_sql}) TO {_sql_string(str(tmp))} (FORMAT parquet, COMPRESSION zstd)"
+                    )
+                    rows = con.execute(
+                        f"SELECT count(*) FROM read_parquet({_sql_string(str(tmp))})"
+                    ).fetchone()[0]
+                    os.replace(tmp, target)
+                finally:
+                    tmp.unlink(missing_ok=True)
+        except duckdb.Error as e:
+            where = f" writing {self.table_ref(destination)}" if destination else ""
+            raise WarehouseError(f"Query failed{where}: {e}") from e
+        finally:
+            con.close()
+        result = QueryResult(
+            destination=destination,
+            rows=int(rows),
+            bytes_processed=sum(p.stat().st_size for p in read if p.exists()),
+            seconds=time.monotonic() - started,
+        )
+        return result, df
+
+    def _tmp_path(self, target: Path) -> Path:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return target.parent / f".{target.stem}.{uuid.uuid4().hex}.tmp"
+
+    # -- interface -------------------------------------------------------------------------------
+    def run_query(self, sql: str, destination: str | None = None) -> QueryResult:
+        return self._execute(sql, destination)[0]
+
+    def query(self, sql: str) -> pd.DataFrame:
+        return self._execute(sql, None)[1]
+
+    def dry_run(self, sql: str) -> None:
+        duck_sql, _ = self._translate(sql)
+        con = self._connect()
+        try:
+            con.execute(f"EXPLAIN {duck_sql}")
+        except duckdb.Error as e:
+            raise WarehouseError(f"Query does not compile: {e}") from e
+        finally:
+            con.close()
+
+    def read_table(self, table: str, columns: list[str] | None = None) -> pd.DataFrame:
+        cols = ", ".join(f"`{c}`" for c in columns) if columns else "*"
+        return self.query(f"SELECT {cols} FROM `{self.table_ref(table)}`")
+
+    def write_dataframe(self, df: pd.DataFrame, table: str) -> None:
+        target = self.table_path(table)
+        tmp = self._tmp_path(target)
+        con = self._connect()
+        try:
+            con.register("frame", df)
+            con.execute(f"COPY frame TO {_sql_string(str(tmp))} (FORMAT parquet, COMPRESSION zstd)")
+            os.replace(tmp, target)
+        finally:
+            con.close()
+            tmp.unlink(missing_ok=True)
+
+    def create_window_view(self, view: str, table_prefix: str) -> None:
+        path = self._view_path(view)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self._tmp_path(path)
+        tmp.write_text(json.dumps({"kind": "windows", "prefix": table_prefix}))
+        os.replace(tmp, path)
+
+    def table_exists(self, table: str) -> bool:
+        return self.table_path(table).exists() or self._view_path(table).exists()
+
+    def table_columns(self, table: str) -> list[str]:
+        if not self.table_exists(table):
+            return []
+        con = self._connect()
+        try:
+            read: list[Path] = []
+            select = self._source_select(self.dataset, table, read)
+            return [d[0] for d in con.execute(f"DESCRIBE {select}").fetchall()]
+        finally:
+            con.close()
+
+    def list_tables(self, prefix: str = "") -> list[str]:
+        folder = self._dir()
+        if not folder.exists():
+            return []
+        names = []
+        for p in folder.iterdir():
+            if p.name.startswith("."):
+                continue
+            if p.name.endswith(".parquet"):
+                names.append(p.name[: -len(".parquet")])
+            elif p.name.endswith(_VIEW_SUFFIX):
+                names.append(p.name[: -len(_VIEW_SUFFIX)])
+        return sorted(n for n in names if n.startswith(prefix))
+
+    def delete_tables(self, tables: list[str]) -> None:
+        for table in tables:
+            self.table_path(table).unlink(missing_ok=True)
+            self._view_path(table).unlink(missing_ok=True)
