@@ -1,1 +1,33 @@
-"""config."""
+"""metric-hub loading and per-experiment analysis configuration."""
+
+from .metric_hub import (
+    ConfigFileError,
+    LoadedConfigs,
+    MetricHub,
+    MetricHubError,
+    load_metric_hub,
+)
+from .resolve import (
+    PERIOD_KEYS,
+    PLATFORMS,
+    ConfigError,
+    Platform,
+    ResolvedConfig,
+    resolve_config,
+    statistic_names,
+)
+
+__all__ = [
+    "PERIOD_KEYS",
+    "PLATFORMS",
+    "ConfigError",
+    "ConfigFileError",
+    "LoadedConfigs",
+    "MetricHub",
+    "MetricHubError",
+    "Platform",
+    "ResolvedConfig",
+    "load_metric_hub",
+    "resolve_config",
+    "statistic_names",
+]

@@ -1,0 +1,484 @@
+"""Resolve one experiment's analysis configuration from a loaded metric-hub.
+
+Follows Jetstream (`default_for_experiment`, merge the custom config, resolve) but resolves each
+outcome, segment and metric reference on its own: a bad one is dropped and reported as a
+`ConfigError` in `ResolvedConfig.errors` instead of failing the whole experiment, and problems the
+parser accepts silently (unknown statistic names) are caught here. Only problems that make the
+experiment itself unanalysable (its own config file is broken, its enrollment query or exposure
+signal cannot be built) raise.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import jinja2
+from metric_config_parser.analysis import AnalysisConfiguration, AnalysisSpec
+from metric_config_parser.config import ConfigCollection
+from metric_config_parser.experiment import (
+    EnrollmentsQueryType,
+    Experiment,
+    ExperimentConfiguration,
+)
+from metric_config_parser.metric import AnalysisPeriod, MetricReference, Summary
+from metric_config_parser.segment import SegmentReference
+
+from .metric_hub import ConfigFileError, LoadedConfigs
+
+
+class Platform(NamedTuple):
+    """How Jetstream reads enrollments for an app (`appName` in Experimenter)."""
+
+    app_id: str
+    enrollments_query_type: EnrollmentsQueryType
+
+
+#: Supported apps (Jetstream's platform_config.toml); `app_id` names the Glean dataset.
+PLATFORMS: dict[str, Platform] = {
+    "firefox_desktop": Platform("firefox-desktop", EnrollmentsQueryType.NORMANDY),
+    # fenix's app id differs by channel; the `fenix` dataset unions them all.
+    "fenix": Platform("fenix", EnrollmentsQueryType.GLEAN_EVENT),
+    "focus_android": Platform("org.mozilla.focus", EnrollmentsQueryType.GLEAN_EVENT),
+    "klar_android": Platform("org.mozilla.klar", EnrollmentsQueryType.GLEAN_EVENT),
+    "firefox_ios": Platform("org.mozilla.ios.FirefoxBeta", EnrollmentsQueryType.GLEAN_EVENT),
+    "focus_ios": Platform("org.mozilla.ios.Focus", EnrollmentsQueryType.GLEAN_EVENT),
+    "klar_ios": Platform("org.mozilla.ios.Klar", EnrollmentsQueryType.GLEAN_EVENT),
+}
+
+_STATISTICS = (
+    "bootstrap_mean",
+    "binomial",
+    "deciles",
+    "linear_model_mean",
+    "per_client_dau_impact",
+    "count",
+    "sum",
+    "kernel_density_estimate",
+    "empirical_cdf",
+    "population_ratio",
+)
+
+
+def statistic_names() -> frozenset[str]:
+    """Statistic config names a metric may use."""
+    try:  # the statistics engine is the source of truth once it exists
+        from jetstream_assets.statistics import known_statistics  # type: ignore[attr-defined]
+    except ImportError:
+        # TODO: drop the local list once jetstream_assets.statistics.known_statistics() lands.
+        return frozenset(_STATISTICS)
+    return frozenset(known_statistics())
+
+
+# TOML key of each period's metric list in `[metrics]`.
+PERIOD_KEYS: dict[AnalysisPeriod, str] = {
+    AnalysisPeriod.DAY: "daily",
+    AnalysisPeriod.WEEK: "weekly",
+    AnalysisPeriod.DAYS_28: "28_day",
+    AnalysisPeriod.OVERALL: "overall",
+    AnalysisPeriod.PREENROLLMENT_WEEK: "preenrollment_weekly",
+    AnalysisPeriod.PREENROLLMENT_DAYS_28: "preenrollment_days28",
+}
+
+
+class ConfigError(ValueError):
+    """A configuration problem of one experiment, saying where it is and what to do about it."""
+
+    def __init__(
+        self,
+        experiment: str,
+        cause: str,
+        *,
+        file: str | None = None,
+        field: str | None = None,
+        line: int | None = None,
+        commit: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.experiment = experiment
+        self.cause = cause
+        self.file = file
+        self.field = field
+        self.line = line
+        self.commit = commit
+        self.hint = hint
+        where = file or "configuration"
+        if line:
+            where += f":{line}"
+        if commit:
+            where += f" (metric-hub {commit[:12]})"
+        parts = [f"experiment {experiment!r}: {where}"]
+        if field:
+            parts.append(f"field `{field}`")
+        message = ", ".join(parts) + f": {cause}"
+        if hint:
+            message += f". {hint}"
+        super().__init__(message)
+
+    def __reduce__(self):  # keyword-only fields survive pickling (Dagster serialises failures)
+        return (
+            _rebuild_config_error,
+            (self.experiment, self.cause, self.file, self.field, self.line, self.commit, self.hint),
+        )
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ConfigError) and str(self) == str(other)
+
+    def __hash__(self) -> int:
+        return hash(str(self))
+
+
+def _rebuild_config_error(experiment, cause, file, field, line, commit, hint) -> ConfigError:
+    return ConfigError(
+        experiment, cause, file=file, field=field, line=line, commit=commit, hint=hint
+    )
+
+
+@dataclass
+class ResolvedConfig:
+    """An experiment's resolved `AnalysisConfiguration` and where it came from."""
+
+    config: AnalysisConfiguration
+    commit: str | None
+    #: repo-relative `jetstream/<slug>.toml` when the experiment has a custom config.
+    config_file: str | None
+    #: problems that dropped an outcome, segment, metric or statistic; the rest resolved.
+    errors: list[ConfigError] = field(default_factory=list)
+    #: repo-relative files this resolution read (for rerun-on-change), with their digests.
+    dependencies: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def slug(self) -> str:
+        return self.config.experiment.normandy_slug
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+def _scoped_collection(loaded: LoadedConfigs, experiment: Experiment) -> ConfigCollection:
+    """A private copy of just what this experiment can reach.
+
+    metric-config-parser mutates definitions, outcomes and defaults while resolving (e.g. it writes
+    an experiment's `analysis_bases` override into the shared metric definition), so resolving
+    against the cached collection would leak one experiment's overrides into the next.
+    """
+    src = loaded.configs
+    platforms = {experiment.app_name, experiment.type}
+    return ConfigCollection(
+        configs=copy.deepcopy(
+            [c for c in src.configs if c.slug == experiment.normandy_slug]
+        ),
+        outcomes=copy.deepcopy([o for o in src.outcomes if o.platform == experiment.app_name]),
+        defaults=copy.deepcopy([d for d in src.defaults if d.slug in platforms]),
+        definitions=copy.deepcopy(
+            [d for d in src.definitions if d.platform == experiment.app_name]
+        ),
+        functions=src.functions,  # callables, never mutated
+    )
+
+
+def _dig(data: dict[str, Any] | None, path: Iterable[str]) -> Any:
+    node: Any = data
+    for key in path:
+        if not isinstance(node, dict) or key not in node:
+            return None
+        node = node[key]
+    return node
+
+
+class _Resolver:
+    def __init__(self, experiment: Experiment, loaded: LoadedConfigs) -> None:
+        self.experiment = experiment
+        self.loaded = loaded
+        self.slug = experiment.normandy_slug or experiment.experimenter_slug or "<no slug>"
+        self.app = experiment.app_name
+        self.own_file = loaded.experiment_config_path(self.slug)
+        self.errors: list[ConfigError] = []
+        self.outcome_files: list[str] = []
+        self.used_files: set[str] = set()
+
+    # where a field was set -------------------------------------------------------------------
+    def candidate_files(self) -> list[str]:
+        """Files that can set metric fields for this experiment, highest precedence first."""
+        files = [self.own_file, *self.outcome_files]
+        files += [self.loaded.defaults_path(self.app), self.loaded.defaults_path(self.experiment.type)]
+        files += list(reversed(self.loaded.definition_paths(self.app)))
+        return files
+
+    def locate(self, path: list[str], predicate=None) -> str | None:
+        for rel in self.candidate_files():
+            value = _dig(self.loaded.raw.get(rel), path)
+            if value is not None and (predicate is None or predicate(value)):
+                return rel
+        return None
+
+    def error(self, cause: str, *, file: str | None, field: str | None, hint: str) -> None:
+        line = None
+        if file and field and file in self.loaded.raw:
+            line = _line_of(self.loaded.root / file, field)
+        err = ConfigError(
+            self.slug, cause, file=file, field=field, line=line, commit=self.loaded.commit, hint=hint
+        )
+        if err not in self.errors:
+            self.errors.append(err)
+
+    # steps ------------------------------------------------------------------------------------
+    def own_spec(self) -> AnalysisSpec | None:
+        own_errors = self.loaded.errors_for(self.own_file)
+        if own_errors:
+            first: ConfigFileError = own_errors[0]
+            extra = f" (and {len(own_errors) - 1} more problems)" if len(own_errors) > 1 else ""
+            raise ConfigError(
+                self.slug,
+                first.cause + extra,
+                file=first.path,
+                field=first.field,
+                line=first.line,
+                commit=self.loaded.commit,
+                hint=f"fix {first.path} in metric-hub; this experiment is not analysed until "
+                "its config file loads",
+            )
+        for config in self.loaded.configs.configs:
+            if config.slug == self.slug and isinstance(config.spec, AnalysisSpec):
+                self.used_files.add(self.own_file)
+                return copy.deepcopy(config.spec)
+        return None
+
+    def shared_file_errors(self) -> None:
+        """Broken shared files this experiment depends on: it still resolves, with less."""
+        paths = [self.loaded.defaults_path(self.app), self.loaded.defaults_path(self.experiment.type)]
+        paths += self.loaded.definition_paths(self.app) + self.loaded.function_paths()
+        for rel in paths:
+            if rel in self.loaded.file_digests:
+                self.used_files.add(rel)
+            for fe in self.loaded.errors_for(rel):
+                what = f"`{fe.field}` was dropped" if fe.field else "the whole file was skipped"
+                self.errors.append(
+                    ConfigError(
+                        self.slug,
+                        f"{fe.cause} ({what})",
+                        file=fe.path,
+                        field=fe.field,
+                        line=fe.line,
+                        commit=self.loaded.commit,
+                        hint=f"fix {fe.path} in metric-hub; metrics defined there are missing "
+                        "from this analysis",
+                    )
+                )
+
+    def merge_outcomes(self, spec: AnalysisSpec, configs: ConfigCollection) -> None:
+        slugs: list[str] = []
+        from_config = list(spec.experiment.outcomes)
+        for slug in list(self.experiment.outcomes) + from_config:
+            if slug not in slugs:
+                slugs.append(slug)
+        for slug in slugs:
+            rel = self.loaded.outcome_path(slug, self.app)
+            source_file = self.own_file if slug in from_config else None
+            source_field = "experiment.outcomes" if slug in from_config else None
+            fe = self.loaded.errors_for(rel)
+            outcome = configs.spec_for_outcome(slug, self.app)
+            if outcome is None:
+                available = sorted(o.slug for o in self.loaded.configs.outcomes if o.platform == self.app)
+                cause = (
+                    f"outcome {slug!r} failed to load: {fe[0].cause}"
+                    if fe
+                    else f"outcome {slug!r} does not exist for platform {self.app!r}"
+                )
+                where = "" if source_file else " (the outcome comes from Experimenter)"
+                self.error(
+                    cause + where,
+                    file=fe[0].path if fe else source_file,
+                    field=fe[0].field if fe else source_field,
+                    hint=(
+                        f"fix {rel}"
+                        if fe
+                        else f"use one of {available} or add {rel} to metric-hub"
+                    )
+                    + "; the experiment is analysed without this outcome",
+                )
+                continue
+            self.outcome_files.append(rel)
+            self.used_files.add(rel)
+            for e in fe:  # entries dropped from an otherwise loaded outcome
+                self.error(
+                    f"{e.cause} (dropped from outcome {slug!r})",
+                    file=e.path,
+                    field=e.field,
+                    hint=f"fix {e.path} in metric-hub",
+                )
+            spec.merge_outcome(outcome)
+            spec.merge_parameters(outcome.parameters)
+
+    def resolve_experiment(self, spec: AnalysisSpec, configs: ConfigCollection) -> ExperimentConfiguration:
+        exp_spec = spec.experiment
+        try:
+            conf = ExperimentConfiguration(exp_spec, self.experiment, [])
+        except Exception as exc:  # noqa: BLE001 - the enrollment query template fails to render
+            raise ConfigError(
+                self.slug,
+                f"enrollment_query cannot be rendered: {exc}",
+                file=self.own_file if self.own_file in self.used_files else None,
+                field="experiment.enrollment_query",
+                commit=self.loaded.commit,
+                hint="fix the Jinja template (it may use {{experiment.<attribute>}} only)",
+            ) from exc
+
+        refs: list[SegmentReference] = []
+        for ref in list(exp_spec.segments) + [SegmentReference(s) for s in self.experiment.segments]:
+            if ref not in refs:
+                refs.append(ref)
+        for ref in refs:
+            try:
+                conf.segments.append(ref.resolve(spec, conf, configs))
+            except Exception as exc:  # noqa: BLE001
+                in_own = ref in exp_spec.segments
+                self.error(
+                    f"segment {ref.name!r} cannot be resolved: {_cause(exc)}",
+                    file=self.locate(["segments", ref.name]) or (self.own_file if in_own else None),
+                    field=f"segments.{ref.name}" if self.locate(["segments", ref.name]) else (
+                        "experiment.segments" if in_own else None
+                    ),
+                    hint=f"define [segments.{ref.name}] (and its data source) in the experiment's "
+                    f"config or definitions/{self.app}.toml; results are computed without it",
+                )
+        conf.sample_size = exp_spec.sample_size
+
+        if exp_spec.exposure_signal:
+            try:
+                conf.exposure_signal = exp_spec.exposure_signal.resolve(spec, conf=conf, configs=configs)
+            except Exception as exc:  # noqa: BLE001
+                raise ConfigError(
+                    self.slug,
+                    f"exposure signal cannot be resolved: {_cause(exc)}",
+                    file=self.own_file,
+                    field="experiment.exposure_signal",
+                    commit=self.loaded.commit,
+                    hint="fix [experiment.exposure_signal] (its data_source must be defined for "
+                    f"{self.app})",
+                ) from exc
+        return conf
+
+    def resolve_metrics(
+        self, spec: AnalysisSpec, conf: ExperimentConfiguration, configs: ConfigCollection
+    ) -> dict[AnalysisPeriod, list[Summary]]:
+        allowed = statistic_names()
+        result: dict[AnalysisPeriod, list[Summary]] = {}
+        for period, key in PERIOD_KEYS.items():
+            refs: list[MetricReference] = getattr(spec.metrics, period.table_suffix)
+            summaries: list[Summary] = []
+            for ref in refs:
+                try:
+                    summaries += ref.resolve(spec, conf, configs)
+                except Exception as exc:  # noqa: BLE001 - drop this metric only
+                    self.metric_error(ref.name, key, exc)
+            # later references (merged configs) override earlier ones, as in Jetstream
+            unique: list[Summary] = []
+            seen: set[tuple[str, str]] = set()
+            for summary in reversed(summaries):
+                ident = (summary.metric.name, summary.statistic.name)
+                if ident in seen:
+                    continue
+                seen.add(ident)
+                if summary.statistic.name not in allowed:
+                    self.statistic_error(summary, allowed)
+                    continue
+                unique.append(summary)
+            result[period] = unique
+        return result
+
+    def metric_error(self, name: str, period_key: str, exc: Exception) -> None:
+        cause = _cause(exc)
+        listed = lambda v: isinstance(v, list) and name in v  # noqa: E731
+        if "No statistical treatment" in cause or "has no statistical treatment" in cause:
+            file = self.locate(["metrics", name])
+            self.error(
+                f"metric {name!r} has no statistics",
+                file=file,
+                field=f"metrics.{name}.statistics",
+                hint=f"add at least one [metrics.{name}.statistics.<statistic>] table "
+                f"(e.g. bootstrap_mean); the metric is not analysed until then",
+            )
+            return
+        defined_anywhere = self.locate(["metrics", name]) is not None
+        if not defined_anywhere and ("Could not locate metric" in cause or "No default definition" in cause):
+            self.error(
+                f"unknown metric {name!r} in metrics.{period_key}",
+                file=self.locate(["metrics", period_key], listed),
+                field=f"metrics.{period_key}",
+                hint=f"define [metrics.{name}] in the experiment's config or in "
+                f"definitions/{self.app}.toml, or remove it from the list; other metrics are "
+                "analysed",
+            )
+            return
+        self.error(
+            f"metric {name!r} cannot be resolved: {cause}",
+            file=self.locate(["metrics", name]) or self.locate(["metrics", period_key], listed),
+            field=f"metrics.{name}",
+            hint="fix the metric's definition (data_source, select_expression, depends_on); other "
+            "metrics are analysed",
+        )
+
+    def statistic_error(self, summary: Summary, allowed: frozenset[str]) -> None:
+        name, stat = summary.metric.name, summary.statistic.name
+        self.error(
+            f"unknown statistic {stat!r} for metric {name!r}",
+            file=self.locate(["metrics", name, "statistics", stat]),
+            field=f"metrics.{name}.statistics.{stat}",
+            hint=f"use one of {sorted(allowed)}; the metric's other statistics are analysed",
+        )
+
+
+def _cause(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    if isinstance(exc, jinja2.TemplateError):
+        text = f"template error: {text}"
+    return text.splitlines()[0]
+
+
+def _line_of(path, field: str) -> int | None:
+    from .metric_hub import _field_line
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError:
+        return None
+    parts = field.split(".")
+    for n in range(len(parts), 0, -1):  # the nearest enclosing table that is written out
+        line = _field_line(text, ".".join(parts[:n]))
+        if line:
+            return line
+    return None
+
+
+def resolve_config(experiment: Experiment, loaded: LoadedConfigs) -> ResolvedConfig:
+    """Resolve the analysis configuration of `experiment` (Jetstream's default + custom config).
+
+    Raises `ConfigError` when the experiment cannot be analysed at all; recoverable problems are
+    listed in `ResolvedConfig.errors`.
+    """
+    r = _Resolver(experiment, loaded)
+    if not (experiment.normandy_slug or experiment.experimenter_slug):
+        raise ConfigError(r.slug, "experiment has no slug", hint="fix the record in Experimenter")
+    own = r.own_spec()
+    r.shared_file_errors()
+    configs = _scoped_collection(loaded, experiment)
+    if own is not None:
+        configs.configs = []  # resolved from `own` below; nothing else looks it up
+    spec = AnalysisSpec.default_for_experiment(experiment, configs)
+    if own is not None:
+        spec.merge(own)
+    r.merge_outcomes(spec, configs)
+    conf = r.resolve_experiment(spec, configs)
+    metrics = r.resolve_metrics(spec, conf, configs)
+    spec._resolved = True  # type: ignore[attr-defined]  # resolved here, never by spec.resolve()
+    deps = {p: loaded.file_digests[p] for p in sorted(r.used_files) if p in loaded.file_digests}
+    return ResolvedConfig(
+        config=AnalysisConfiguration(conf, metrics),
+        commit=loaded.commit,
+        config_file=r.own_file if own is not None else None,
+        errors=r.errors,
+        dependencies=deps,
+    )
