@@ -1,5 +1,108 @@
-"""Command line: demo, run, statistics."""
+"""jetstream-assets: the demo, Jetstream's `run`/`rerun` for one experiment, and ad-hoc statistics."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+
+from jetstream_assets.resources import DEFAULT_HOME, home_dir
 
 
-def main(argv=None) -> int:
-    raise SystemExit("not yet")
+def _run(args: argparse.Namespace) -> int:
+    from jetstream_assets.analysis import Planner
+    from jetstream_assets.assets.cells import today
+    from jetstream_assets.definitions import build_definitions
+    from jetstream_assets.resources import build_resources
+    from jetstream_assets.runner import prepare_instance, run_experiment
+    from jetstream_assets.windows import rerun_dates
+
+    home = home_dir(args.home)
+    instance = prepare_instance(home)
+    resources = build_resources(home)
+    if args.date:
+        dates = [dt.date.fromisoformat(args.date)]
+    else:
+        planner = Planner(resources["experimenter"], resources["metric_hub"], today())
+        experiment = planner.experiment(args.experiment)
+        if experiment is None:
+            print(f"error: experiment {args.experiment!r} is not in the Experimenter source "
+                  f"({resources['experimenter'].url or resources['experimenter'].path}).", file=sys.stderr)
+            return 2
+        spec = planner.resolved(experiment).config.experiment
+        start = spec.start_date.date() if spec.start_date else experiment.start_date
+        end = spec.end_date.date() if spec.end_date else experiment.end_date
+        if start is None:
+            print(f"error: {args.experiment} has no start date yet; nothing to run.", file=sys.stderr)
+            return 2
+        dates = rerun_dates(start, end, today())
+    summary = run_experiment(instance, build_definitions(home), args.experiment, dates)
+    print(format_summary(summary))
+    return 0 if summary.success else 1
+
+
+def format_summary(summary) -> str:
+    span = f"{summary.dates[0]}" + (f" .. {summary.dates[-1]}" if len(summary.dates) > 1 else "")
+    lines = [
+        f"{summary.slug}: {len(summary.dates)} date(s) {span} in {summary.seconds:.1f}s "
+        f"({'ok' if summary.success else 'FAILED'}, run {summary.run_id[:8]})"
+    ]
+    for asset, statuses in summary.statuses.items():
+        lines.append(f"  {asset:<18} " + ", ".join(f"{n} {s}" for s, n in sorted(statuses.items())))
+    for error in summary.errors[:10]:
+        lines.append(f"  ! {error}")
+    return "\n".join(lines)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from jetstream_assets.demo.run import run_demo
+
+    return run_demo(home_dir(args.home), clients=args.clients)
+
+
+def _statistics(args: argparse.Namespace) -> int:
+    from jetstream_assets.statistics.cli import run
+
+    return run(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="jetstream-assets", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="Generate the demo world and analyse every demo experiment.")
+    demo.add_argument("--home", default=None, help=f"Folder for everything (default {DEFAULT_HOME}).")
+    demo.add_argument("--clients", type=int, default=100_000, help="Synthetic clients (up to 1,000,000).")
+    demo.set_defaults(func=_demo)
+
+    run = sub.add_parser("run", help="Materialize one experiment's cells through Dagster (run / rerun).")
+    run.add_argument("--experiment", required=True, help="Experiment slug.")
+    when = run.add_mutually_exclusive_group(required=True)
+    when.add_argument("--date", help="One analysis date (YYYY-MM-DD).")
+    when.add_argument("--all-dates", action="store_true",
+                      help="Every date from the start to min(end + 1 day, yesterday): a rerun.")
+    run.add_argument("--home", default=None, help=f"Folder for everything (default {DEFAULT_HOME}).")
+    run.set_defaults(func=_run)
+
+    stats = sub.add_parser("statistics", help="One statistic on a per-client Parquet file.")
+    try:
+        from jetstream_assets.statistics.cli import add_arguments
+    except ImportError:  # pragma: no cover - only while the statistics package is incomplete
+        add_arguments = None
+    if add_arguments is not None:
+        add_arguments(stats)
+    stats.set_defaults(func=_statistics)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, OSError) as e:  # bad input: say what and where, no traceback
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -7,6 +7,7 @@ sees a metric slug (it would clone metric-hub from GitHub to look it up).
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
 
 import attr
@@ -25,6 +26,16 @@ from mozanalysis.utils import add_days
 from mozilla_nimbus_schemas.jetstream import AnalysisBasis
 
 from jetstream_assets.config.resolve import PLATFORMS, ResolvedConfig
+
+
+def _not_id_fallback(record) -> bool:
+    # mozanalysis warns on every query that desktop data sources have no legacy id column and it uses
+    # client_id: that is what Jetstream intends, so the warning is noise here
+    return "Falling back to client_id_column" not in record.getMessage()
+
+
+for _name in ("mozanalysis.metrics", "mozanalysis.exposure", "mozanalysis.segments"):
+    logging.getLogger(_name).addFilter(_not_id_fallback)
 
 #: Order bases are computed in (enrollments first: exposures filter the same table).
 BASES = (AnalysisBasis.ENROLLMENTS, AnalysisBasis.EXPOSURES)

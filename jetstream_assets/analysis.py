@@ -1,0 +1,165 @@
+"""What one (experiment, analysis date) cell has to do: the experiment, its resolved configuration, and
+the analysis windows that close on that date -- or why there is nothing to do.
+
+Every analysis asset starts here, so the checks, the window arithmetic and the config resolution are
+decided once, the same way for enrollments, metrics, statistics and exports.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass, field
+
+from metric_config_parser.metric import AnalysisPeriod
+
+from jetstream_assets.config.metric_hub import LoadedConfigs, MetricHub
+from jetstream_assets.config.resolve import PLATFORMS, ConfigError, ResolvedConfig, resolve_config
+from jetstream_assets.experimenter.models import Experiment, ExperimenterRecordError, validate_slug
+from jetstream_assets.experimenter.resource import Experimenter
+from jetstream_assets.runnable import Skip, check_runnable
+from jetstream_assets.windows import (
+    AnalysisWindow,
+    enrollment_period,
+    last_enrollment_date,
+    windows_closing_on,
+)
+
+logger = logging.getLogger("jetstream_assets")
+
+
+@dataclass
+class Cell:
+    """An experiment that is analysable on `analysis_date`."""
+
+    slug: str
+    analysis_date: dt.date
+    experiment: Experiment
+    resolved: ResolvedConfig
+    enrollment_period: int
+    windows: list[AnalysisWindow] = field(default_factory=list)
+
+    @property
+    def start_date(self) -> dt.date:
+        return self.resolved.config.experiment.start_date.date()
+
+    @property
+    def last_enrollment_date(self) -> dt.date:
+        return last_enrollment_date(self.start_date, self.enrollment_period)
+
+    @property
+    def periods(self) -> list[AnalysisPeriod]:
+        return [w.period for w in self.windows]
+
+
+@dataclass
+class NoOp:
+    """Nothing to compute for this cell, and why (shown as the materialization's metadata)."""
+
+    slug: str
+    analysis_date: dt.date
+    code: str
+    reason: str
+    level: str = "info"  # info: nothing due; warning: validation skip; error: needs a person
+
+    @property
+    def is_error(self) -> bool:
+        return self.level == "error"
+
+
+class Planner:
+    """Plans cells for one asset step; loads each experiment and the metric-hub configs once per step."""
+
+    def __init__(self, experimenter: Experimenter, metric_hub: MetricHub, today: dt.date | None = None):
+        self.experimenter = experimenter
+        self.metric_hub = metric_hub
+        self.today = today or dt.date.today()
+        self._experiments: dict[str, Experiment | None | Exception] = {}
+        self._resolved: dict[str, ResolvedConfig | Exception] = {}
+        self._loaded: LoadedConfigs | None = None
+
+    @property
+    def loaded(self) -> LoadedConfigs:
+        if self._loaded is None:
+            self._loaded = self.metric_hub.load()
+        return self._loaded
+
+    def experiment(self, slug: str) -> Experiment | None:
+        if slug not in self._experiments:
+            try:
+                self._experiments[slug] = self.experimenter.get(slug)
+            except ExperimenterRecordError as e:
+                self._experiments[slug] = e
+        found = self._experiments[slug]
+        if isinstance(found, Exception):
+            raise found
+        return found
+
+    def resolved(self, experiment: Experiment) -> ResolvedConfig:
+        slug = experiment.slug
+        if slug not in self._resolved:
+            try:
+                self._resolved[slug] = resolve_config(
+                    experiment.to_config_experiment(self.today), self.loaded
+                )
+            except ConfigError as e:
+                self._resolved[slug] = e
+        found = self._resolved[slug]
+        if isinstance(found, Exception):
+            raise found
+        return found
+
+    def plan(self, slug: str, analysis_date: dt.date) -> Cell | NoOp:
+        try:
+            validate_slug(slug)
+            experiment = self.experiment(slug)
+        except (ValueError, ExperimenterRecordError) as e:
+            return NoOp(slug, analysis_date, "bad_experiment", str(e), "error")
+        if experiment is None:
+            return NoOp(
+                slug,
+                analysis_date,
+                "not_in_experimenter",
+                f"Experiment {slug!r} is not in the Experimenter source any more; its results are kept.",
+                "warning",
+            )
+        try:
+            resolved = self.resolved(experiment)
+        except ConfigError as e:
+            return NoOp(slug, analysis_date, "config_error", str(e), "error")
+        spec = resolved.config.experiment
+        override = spec.experiment_spec.enrollment_period
+        # the config may override Experimenter's dates; checks and windows follow the config
+        experiment = experiment.model_copy(
+            update={
+                "start_date": spec.start_date.date() if spec.start_date else None,
+                "end_date": spec.end_date.date() if spec.end_date else None,
+            }
+        )
+        skip = check_runnable(
+            experiment,
+            analysis_date,
+            skip=bool(spec.experiment_spec.skip),
+            enrollment_period_override=override,
+            supported_apps=PLATFORMS.keys(),
+        )
+        if skip is not None:
+            return _noop_from_skip(slug, analysis_date, skip)
+        period = enrollment_period(experiment, override)
+        start, end = experiment.start_date, experiment.end_date
+        try:
+            windows = windows_closing_on(
+                start,
+                period,
+                end,
+                spec.status == "Complete",
+                analysis_date,
+                periods=[p for p in resolved.config.metrics if resolved.config.metrics[p]],
+            )
+        except ValueError as e:
+            return NoOp(slug, analysis_date, "bad_windows", f"{slug}: {e}", "error")
+        return Cell(slug, analysis_date, experiment, resolved, period, windows)
+
+
+def _noop_from_skip(slug: str, analysis_date: dt.date, skip: Skip) -> NoOp:
+    return NoOp(slug, analysis_date, skip.code, skip.reason, skip.level)

@@ -1,0 +1,221 @@
+"""statistics[slug, D]: every configured statistic of every metric, per segment and basis, for the
+windows that closed on D; one table per period and window (statistics_<slug>_<period>_<window>)."""
+
+
+import logging
+import zlib
+
+import dagster as dg
+import pandas as pd
+from metric_config_parser.metric import AnalysisPeriod
+
+from jetstream_assets.analysis import Cell
+from jetstream_assets.assets.cells import noop, run_cells
+from jetstream_assets.assets.common import ANALYSIS_ASSET_ARGS, md_table
+from jetstream_assets.config.metric_hub import MetricHub
+from jetstream_assets.experimenter.resource import Experimenter
+from jetstream_assets.sql import names
+from jetstream_assets.sql.queries import bases_for, metrics_for, segments_of
+from jetstream_assets.statistics import STATISTIC_COLUMNS, compute_statistic
+from jetstream_assets.warehouse.base import Warehouse
+from jetstream_assets.windows import AnalysisWindow
+
+logger = logging.getLogger("jetstream_assets")
+
+PREENROLLMENT_PERIODS = {AnalysisPeriod.PREENROLLMENT_WEEK, AnalysisPeriod.PREENROLLMENT_DAYS_28}
+# statistics whose comparisons summarise a metric in one number (shown in the materialization preview)
+HEADLINE_STATISTICS = {"mean", "binomial", "mean_lm", "per_client_dau_impact", "population_ratio"}
+
+
+def _seed(*parts) -> int:
+    """A stable seed per (experiment, window, metric, statistic, segment, basis): reruns reproduce."""
+    return zlib.crc32("|".join(str(p) for p in parts).encode())
+
+
+def _basis_filter(df: pd.DataFrame, basis: str) -> pd.DataFrame:
+    mask = df["enrollment_date"].notna()
+    if basis == "exposures":
+        mask &= df["exposure_date"].notna()
+    return df[mask]
+
+
+def _segment_filter(df: pd.DataFrame, segment: str) -> pd.DataFrame:
+    if segment == "all":
+        return df
+    return df[df[segment].fillna(False).astype(bool)]
+
+
+def _covariate(summary, window: AnalysisWindow):
+    params = summary.statistic.params or {}
+    adjustment = params.get("covariate_adjustment")
+    if not adjustment or window.period in PREENROLLMENT_PERIODS:
+        return None
+    period = AnalysisPeriod(adjustment["period"])
+    if period == window.period:
+        return None
+    return adjustment.get("metric", summary.metric.name), period
+
+
+def _summary_data(cell, window, basis, summary, metrics_df, warehouse, covariates_cache):
+    """The per-client frame a statistic needs: branch, the metric (or its dependencies), a covariate."""
+    metric = summary.metric
+    columns = [d.metric.name for d in metric.depends_on] if metric.depends_on else [metric.name]
+    missing = [c for c in columns if c not in metrics_df.columns]
+    if missing:
+        raise KeyError(
+            f"{cell.slug}: metric column(s) {missing} are not in the {window.period.value} metrics table "
+            f"(their metrics query failed; see the metrics asset's failed_metrics)."
+        )
+    data = metrics_df[["analysis_id", "branch", *columns]].dropna(subset=columns)
+    covariate = _covariate(summary, window)
+    if covariate is not None:
+        cov_metric, cov_period = covariate
+        table = names.metrics_table(cell.slug, "enrollments", cov_period, 1)
+        key = (table, cov_metric)
+        if key not in covariates_cache:
+            if warehouse.table_exists(table) and cov_metric in warehouse.table_columns(table):
+                pre = warehouse.read_table(table, ["analysis_id", "branch", cov_metric])
+                covariates_cache[key] = pre.rename(columns={cov_metric: f"{metric.name}_pre"})
+            else:
+                covariates_cache[key] = None
+                logger.warning(
+                    f"Covariate table {table} (or column {cov_metric}) is missing; "
+                    f"{metric.name} falls back to unadjusted inferences.",
+                    extra={"experiment": cell.slug, "metric": metric.name,
+                           "analysis_period": window.period.value},
+                )
+        pre = covariates_cache[key]
+        if pre is not None:
+            data = data.merge(pre, on=["analysis_id", "branch"], how="left")
+    return data.drop(columns=["analysis_id"])
+
+
+def _counts(enrollments: pd.DataFrame, branches: list[str], segment: str, basis: str) -> pd.DataFrame:
+    """Clients per branch (Jetstream's `identity` count), zero for a branch nobody enrolled in."""
+    data = _segment_filter(_basis_filter(enrollments, basis), segment)
+    n = data.groupby("branch").size()
+    return pd.DataFrame(
+        {"metric": "identity", "statistic": "count", "parameter": None, "branch": b,
+         "comparison": None, "comparison_to_branch": None, "ci_width": None,
+         "point": float(n.get(b, 0)), "lower": None, "upper": None,
+         "segment": segment, "analysis_basis": basis}
+        for b in branches
+    )
+
+
+def compute_window_statistics(cell: Cell, window: AnalysisWindow, warehouse: Warehouse) -> tuple[pd.DataFrame, list]:
+    config = cell.resolved.config
+    branches = [b.slug for b in cell.experiment.branches]
+    reference = config.experiment.reference_branch
+    segments = ["all", *segments_of(cell.resolved)]
+    enrollments = warehouse.read_table(names.enrollments_table(cell.slug))
+    frames, errors, covariates = [], [], {}
+    for basis in bases_for(cell.resolved, window.period):
+        table = names.metrics_table(cell.slug, basis.value, window.period, window.index)
+        if not warehouse.table_exists(table):
+            errors.append(f"{table} is missing: materialize metrics for {cell.analysis_date} first")
+            continue
+        metrics_df = _basis_filter(warehouse.read_table(table), basis.value)
+        for segment in segments:
+            segment_df = _segment_filter(metrics_df, segment)
+            for summary in metrics_for(cell.resolved, window.period, basis):
+                name, statistic = summary.metric.name, summary.statistic.name
+                extra = {"experiment": cell.slug, "metric": name, "statistic": statistic,
+                         "analysis_basis": basis.value, "segment": segment,
+                         "analysis_period": f"{window.period.value}_{window.index}"}
+                try:
+                    data = _summary_data(cell, window, basis, summary, segment_df, warehouse, covariates)
+                    rows = compute_statistic(
+                        data,
+                        metric=name,
+                        statistic=statistic,
+                        params=dict(summary.statistic.params or {}),
+                        pre_treatments=[(p.name, dict(p.args or {})) for p in summary.pre_treatments],
+                        branches=branches,
+                        reference_branch=reference,
+                        analysis_length_dates=window.length,
+                        segment=segment,
+                        analysis_basis=basis.value,
+                        seed=_seed(cell.slug, window.period.value, window.index, name, statistic,
+                                   segment, basis.value),
+                    )
+                    frames.append(rows)
+                except Exception as e:  # one statistic never stops the others
+                    logger.error(f"{statistic} of {name} failed for {cell.slug}: {e}", exc_info=True,
+                                 extra=extra)
+                    errors.append(f"{name}/{statistic}/{segment}/{basis.value}: {e}")
+            frames.append(_counts(enrollments, branches, segment, basis.value))
+    frames = [f for f in frames if len(f)]
+    result = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=STATISTIC_COLUMNS)
+    return result[STATISTIC_COLUMNS], errors
+
+
+def headline(rows: pd.DataFrame, reference: str | None) -> pd.DataFrame:
+    """Relative uplift against the reference branch, overall population, enrollments basis."""
+    mask = (
+        (rows["comparison"] == "relative_uplift")
+        & (rows["segment"] == "all")
+        & (rows["analysis_basis"] == "enrollments")
+        & rows["statistic"].isin(HEADLINE_STATISTICS)
+    )
+    if reference:
+        mask &= rows["comparison_to_branch"] == reference
+    view = rows[mask]
+    return pd.DataFrame(
+        {
+            "metric": view["metric"],
+            "statistic": view["statistic"],
+            "branch": view["branch"] + " vs " + view["comparison_to_branch"],
+            "uplift": (view["point"] * 100).map("{:+.2f}%".format),
+            "ci": [f"[{lo * 100:+.2f}%, {hi * 100:+.2f}%]" for lo, hi in zip(view["lower"], view["upper"])],
+        }
+    )
+
+
+def compute_statistics(cell: Cell, warehouse: Warehouse) -> dict:
+    if not cell.windows:
+        return noop(f"No analysis window of {cell.slug} closes on {cell.analysis_date}.")
+    tables, previews, all_errors = [], [], {}
+    for window in cell.windows:
+        rows, errors = compute_window_statistics(cell, window, warehouse)
+        table = names.statistics_table(cell.slug, window.period, window.index)
+        warehouse.write_dataframe(rows, table)
+        warehouse.create_window_view(
+            names.statistics_view(cell.slug, window.period),
+            names.statistics_table_prefix(cell.slug, window.period),
+        )
+        tables.append({"table": warehouse.table_ref(table), "rows": len(rows)})
+        top = headline(rows, cell.resolved.config.experiment.reference_branch)
+        top.insert(0, "window", f"{window.period.value} {window.index}")
+        previews.append(top)
+        if errors:
+            all_errors[f"{window.period.value}_{window.index}"] = errors
+    metadata = {
+        "tables": md_table(pd.DataFrame(tables)),
+        "dagster/row_count": sum(t["rows"] for t in tables),
+        "comparisons": md_table(pd.concat(previews, ignore_index=True)),
+        "config_commit": cell.resolved.commit or "",
+    }
+    if all_errors:
+        metadata["errors"] = dg.MetadataValue.json(all_errors)
+    return metadata
+
+
+@dg.asset(
+    **ANALYSIS_ASSET_ARGS,
+    group_name="experiments",
+    kinds={"python", "pandas"},
+    deps=["metrics"],
+    description=(
+        "Statistics with confidence intervals per branch, and every branch compared with every other "
+        "(difference, relative uplift), for each metric, segment and basis of the windows closing on "
+        "this date."
+    ),
+)
+def statistics(
+    context: dg.AssetExecutionContext,
+    experimenter: Experimenter,
+    metric_hub: MetricHub,
+    warehouse: Warehouse,
+) -> dg.MaterializeResult:
+    return run_cells(context, experimenter, metric_hub, lambda cell: compute_statistics(cell, warehouse))

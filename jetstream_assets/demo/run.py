@@ -1,0 +1,88 @@
+"""`jetstream-assets demo`: build the demo world under a home folder and analyse every demo experiment
+through Dagster into a persistent instance, then say where everything is."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from jetstream_assets.assets.cells import today as current_date
+from jetstream_assets.demo.config_repo import create_config_repo
+from jetstream_assets.demo.experiments import demo_experiments, write_experimenter_file
+from jetstream_assets.demo.telemetry import generate_telemetry
+from jetstream_assets.experimenter.models import analysable
+from jetstream_assets.resources import build_resources, experimenter_file, metric_hub_dir
+
+MAX_CLIENTS = 1_000_000
+
+
+def _say(message: str) -> None:
+    print(message, flush=True)
+
+
+def ensure_telemetry(home: Path, clients: int, today, experiments: list[dict]) -> None:
+    """Generate the synthetic telemetry unless the same world (clients, date, experiments) exists."""
+    stamp = home / "warehouse" / "telemetry" / ".demo.json"
+    wanted = {"clients": clients, "today": today.isoformat(), "experiments": experiments}
+    if stamp.exists() and json.loads(stamp.read_text()) == wanted:
+        _say(f"  telemetry for {clients:,} clients already generated")
+        return
+    started = time.monotonic()
+    rows = generate_telemetry(home / "warehouse", clients=clients, today=today, experiments=experiments)
+    stamp.parent.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(json.dumps(wanted))
+    tables = ", ".join(f"{table} {n:,} rows" for table, n in rows.items())
+    _say(f"  telemetry for {clients:,} clients in {time.monotonic() - started:.1f}s: {tables}")
+
+
+def run_demo(home: Path, clients: int = 100_000) -> int:
+    from jetstream_assets.cli import format_summary
+    from jetstream_assets.definitions import build_definitions
+    from jetstream_assets.runner import prepare_instance, run_experiment
+    from jetstream_assets.windows import rerun_dates
+
+    if not 1 <= clients <= MAX_CLIENTS:
+        print(f"error: --clients must be between 1 and {MAX_CLIENTS:,}", file=sys.stderr)
+        return 2
+    today = current_date()
+    home.mkdir(parents=True, exist_ok=True)
+    _say(f"Demo home: {home} (analysis up to {today})")
+    _say("[1/4] Experimenter source and metric-hub repository")
+    experiments = demo_experiments(today)
+    write_experimenter_file(experimenter_file(home), today)
+    commit = create_config_repo(metric_hub_dir(home))
+    _say(f"  {len(experiments)} experiments in {experimenter_file(home)}")
+    _say(f"  metric-hub at {metric_hub_dir(home)} (commit {commit[:10]})")
+
+    _say("[2/4] Synthetic telemetry")
+    ensure_telemetry(home, clients, today, experiments)
+
+    _say("[3/4] Analysis through Dagster (one run per experiment over its dates)")
+    instance = prepare_instance(home)
+    defs = build_definitions(home)
+    resources = build_resources(home)
+    snapshot = resources["experimenter"].fetch()
+    for error in snapshot.errors:
+        _say(f"  skipped an Experimenter record: {error}")
+    chosen = analysable(snapshot.experiments, today)
+    skipped = sorted({e.slug for e in snapshot.experiments} - {e.slug for e in chosen})
+    if skipped:
+        _say(f"  not analysable today (rollouts, long ended): {', '.join(skipped)}")
+    failures = 0
+    for number, experiment in enumerate(chosen, 1):
+        if experiment.start_date is None:
+            _say(f"  ({number}/{len(chosen)}) {experiment.slug}: no start date, skipped")
+            continue
+        dates = rerun_dates(experiment.start_date, experiment.end_date, today)
+        _say(f"  ({number}/{len(chosen)}) {experiment.slug}: {len(dates)} analysis dates ...")
+        summary = run_experiment(instance, defs, experiment.slug, dates, tags={"jetstream/source": "demo"})
+        failures += not summary.success
+        _say("    " + format_summary(summary).replace("\n", "\n    "))
+
+    _say("[4/4] Results")
+    _say(f"  tables:   {home / 'warehouse' / 'mozanalysis'}  (Parquet, one file per table)")
+    _say(f"  exports:  {home / 'exports'}  (statistics/, metadata/)")
+    _say(f"  Dagster:  DAGSTER_HOME={home / 'dagster'} dagster dev -w workspace.yaml   (or `make ui`)")
+    return 1 if failures else 0
