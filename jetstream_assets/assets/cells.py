@@ -50,6 +50,7 @@ def run_cells(
     asset = context.assets_def.key.to_user_string()
     failures: list[str] = []
     computed = 0
+    warned: set[str] = set()
     for key in keys:
         slug, analysis_date = parse_key(key)
         extra = {"experiment": slug, "analysis_date": analysis_date.isoformat()}
@@ -65,6 +66,12 @@ def run_cells(
             try:
                 metadata = compute(plan)
                 computed += metadata.get("status") != "no-op"
+                if plan.resolved.errors:  # metrics or statistics the config resolution had to drop
+                    metadata["config_errors"] = dg.MetadataValue.json([str(e) for e in plan.resolved.errors])
+                    if slug not in warned:
+                        warned.add(slug)
+                        for error in plan.resolved.errors:
+                            logger.warning(str(error), extra=extra)
             except Exception as e:  # one cell never stops the others
                 message = f"{asset} failed for {slug} on {analysis_date}: {e}"
                 logger.error(message, exc_info=True, extra=extra)

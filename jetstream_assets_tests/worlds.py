@@ -1,0 +1,64 @@
+"""Small demo worlds for pipeline tests: telemetry, an Experimenter file, a metric-hub repo, an instance."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dagster as dg
+
+from jetstream_assets.definitions import build_definitions
+from jetstream_assets.demo.config_repo import create_config_repo
+from jetstream_assets.demo.experiments import demo_experiments, write_experimenter_file
+from jetstream_assets.demo.telemetry import generate_telemetry
+from jetstream_assets.resources import build_resources, experimenter_file, metric_hub_dir
+from jetstream_assets.runner import RunSummary, run_experiment
+from jetstream_assets.windows import rerun_dates
+
+TODAY = dt.date(2026, 11, 24)
+
+
+@dataclass
+class World:
+    home: Path
+    experiments: list[dict]
+    instance: dg.DagsterInstance
+    defs: dg.Definitions
+    resources: dict
+    summary: RunSummary | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def warehouse(self):
+        return self.resources["warehouse"]
+
+
+@contextlib.contextmanager
+def build_world(home: Path, clients: int):
+    previous = {k: os.environ.get(k) for k in ("JETSTREAM_TODAY", "JETSTREAM_HOME")}
+    os.environ["JETSTREAM_TODAY"] = TODAY.isoformat()
+    os.environ["JETSTREAM_HOME"] = str(home)
+    try:
+        experiments = demo_experiments(TODAY)
+        write_experimenter_file(experimenter_file(home), TODAY)
+        create_config_repo(metric_hub_dir(home))
+        generate_telemetry(home / "warehouse", clients=clients, today=TODAY, experiments=experiments)
+        with dg.instance_for_test() as instance:
+            yield World(home, experiments, instance, build_definitions(home), build_resources(home))
+    finally:
+        for key, value in previous.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def run(world: World, slug: str, dates: list[dt.date] | None = None) -> RunSummary:
+    if dates is None:
+        record = next(e for e in world.experiments if e["slug"] == slug)
+        end = dt.date.fromisoformat(record["endDate"]) if record.get("endDate") else None
+        dates = rerun_dates(dt.date.fromisoformat(record["startDate"]), end, TODAY)
+    return run_experiment(world.instance, world.defs, slug, dates)
