@@ -120,3 +120,20 @@ def test_malformed_experimenter_record_is_reported_and_others_still_parse(world)
 def test_slugs_dagster_cannot_key_are_refused_with_a_clear_error(world, slug):
     with pytest.raises(InvalidSlugError, match="slug"):
         run(world, slug, [dt.date(2026, 11, 1)])
+
+
+def test_cli_run_records_one_run_in_the_persistent_instance(world, monkeypatch, capsys):
+    from jetstream_assets.cli import main
+
+    monkeypatch.setenv("DAGSTER_HOME", str(world.home / "unused"))  # prepare_instance points it at <home>/dagster
+    dates, _ = _live_week1_dates(world)
+    assert main(["run", "--experiment", "demo-custom", "--date", dates[-1].isoformat(),
+                 "--home", str(world.home)]) == 0
+    out = capsys.readouterr().out
+    assert "demo-custom: 1 date(s)" in out and "statistics" in out
+    instance = dg.DagsterInstance.from_config(str(world.home / "dagster"))
+    runs = instance.get_runs()
+    assert len(runs) == 1 and runs[0].tags["jetstream/experiment"] == "demo-custom"
+    assert (world.home / "dagster" / "dagster.yaml").read_text().count("max_concurrent_runs: 2") == 1
+    assert main(["run", "--experiment", "bad slug", "--date", "2026-11-01", "--home", str(world.home)]) == 2
+    assert "bad slug" in capsys.readouterr().err
