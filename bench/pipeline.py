@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import importlib.util
+import multiprocessing
 import os
 import sys
 import tempfile
@@ -88,7 +89,16 @@ def bench(clients: int, home: Path) -> list[tuple[str, float, float]]:
     write_experimenter_file(experimenter_file(home), TODAY)
     create_config_repo(metric_hub_dir(home))
     started = time.perf_counter()
-    generate_telemetry(home / "warehouse", clients=clients, today=TODAY, experiments=experiments)
+    # in a child process, so the steps' peak memory is theirs and not the generator's
+    child = multiprocessing.get_context("spawn").Process(
+        target=generate_telemetry,
+        args=(home / "warehouse",),
+        kwargs=dict(clients=clients, today=TODAY, experiments=experiments),
+    )
+    child.start()
+    child.join()
+    if child.exitcode != 0:
+        raise SystemExit(f"telemetry generation failed (exit {child.exitcode})")
     print(f"  telemetry for {clients:,} clients generated in {time.perf_counter() - started:.1f}s", flush=True)
     resources = build_resources(home)
     warehouse, store = resources["warehouse"], resources["export_store"]
