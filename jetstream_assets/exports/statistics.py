@@ -16,21 +16,10 @@ import pandas as pd
 from mozilla_nimbus_schemas.jetstream import Statistics
 from pydantic import ValidationError
 
-# Column order of Jetstream's statistics tables, then the view's window_index.
-STATISTICS_COLUMNS = [
-    "metric",
-    "statistic",
-    "parameter",
-    "branch",
-    "comparison",
-    "comparison_to_branch",
-    "ci_width",
-    "point",
-    "lower",
-    "upper",
-    "segment",
-    "analysis_basis",
-]
+from jetstream_assets.statistics.results import STATISTIC_COLUMNS
+
+# Column order of Jetstream's statistics tables (the engine's), then the view's window_index.
+STATISTICS_COLUMNS = STATISTIC_COLUMNS
 EXPORT_COLUMNS = [*STATISTICS_COLUMNS, "window_index"]
 REQUIRED_COLUMNS = ["metric", "statistic", "branch"]
 FLOAT_COLUMNS = ["ci_width", "point", "lower", "upper"]
