@@ -84,13 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--home", default=None, help=f"Folder for everything (default {DEFAULT_HOME}).")
     run.set_defaults(func=_run)
 
+    from jetstream_assets.statistics.cli import add_arguments
+
     stats = sub.add_parser("statistics", help="One statistic on a per-client Parquet file.")
-    try:
-        from jetstream_assets.statistics.cli import add_arguments
-    except ImportError:  # pragma: no cover - only while the statistics package is incomplete
-        add_arguments = None
-    if add_arguments is not None:
-        add_arguments(stats)
+    add_arguments(stats)
     stats.set_defaults(func=_statistics)
     return parser
 
