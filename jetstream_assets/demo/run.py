@@ -84,5 +84,6 @@ def run_demo(home: Path, clients: int = 100_000) -> int:
     _say("[4/4] Results")
     _say(f"  tables:   {home / 'warehouse' / 'mozanalysis'}  (Parquet, one file per table)")
     _say(f"  exports:  {home / 'exports'}  (statistics/, metadata/)")
-    _say(f"  Dagster:  DAGSTER_HOME={home / 'dagster'} dagster dev -w workspace.yaml   (or `make ui`)")
+    _say(f"  Dagster:  JETSTREAM_HOME={home} DAGSTER_HOME={home / 'dagster'} dagster dev -w workspace.yaml")
+    _say("            (or `make ui` for the default home), then http://127.0.0.1:3000")
     return 1 if failures else 0
