@@ -104,7 +104,6 @@ def bench(clients: int, home: Path) -> list[tuple[str, float, float]]:
     warehouse, store = resources["warehouse"], resources["export_store"]
     planner = Planner(resources["experimenter"], resources["metric_hub"], TODAY)
     record = next(e for e in experiments if e["slug"] == SLUG)
-    start = dt.date.fromisoformat(record["startDate"])
     last = dt.date.fromisoformat(record["enrollmentEndDate"]) + dt.timedelta(days=1)
     week1 = last + dt.timedelta(days=6)
     cell = planner.plan(SLUG, week1)

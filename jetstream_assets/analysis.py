@@ -22,6 +22,7 @@ from jetstream_assets.windows import (
     AnalysisWindow,
     enrollment_period,
     last_enrollment_date,
+    rerun_dates,
     windows_closing_on,
 )
 
@@ -84,30 +85,48 @@ class Planner:
             self._loaded = self.metric_hub.load()
         return self._loaded
 
-    def experiment(self, slug: str) -> Experiment | None:
-        if slug not in self._experiments:
+    @staticmethod
+    def _memo(cache: dict, key: str, compute, errors: type[Exception]):
+        """compute() once per key; an expected error is remembered and raised again, not recomputed."""
+        if key not in cache:
             try:
-                self._experiments[slug] = self.experimenter.get(slug)
-            except ExperimenterRecordError as e:
-                self._experiments[slug] = e
-        found = self._experiments[slug]
+                cache[key] = compute()
+            except errors as e:
+                cache[key] = e
+        found = cache[key]
         if isinstance(found, Exception):
             raise found
         return found
 
+    def experiment(self, slug: str) -> Experiment | None:
+        return self._memo(
+            self._experiments, slug, lambda: self.experimenter.get(slug), ExperimenterRecordError
+        )
+
     def resolved(self, experiment: Experiment) -> ResolvedConfig:
-        slug = experiment.slug
-        if slug not in self._resolved:
-            try:
-                self._resolved[slug] = resolve_config(
-                    experiment.to_config_experiment(self.today), self.loaded
-                )
-            except ConfigError as e:
-                self._resolved[slug] = e
-        found = self._resolved[slug]
-        if isinstance(found, Exception):
-            raise found
-        return found
+        return self._memo(
+            self._resolved,
+            experiment.slug,
+            lambda: resolve_config(experiment.to_config_experiment(self.today), self.loaded),
+            ConfigError,
+        )
+
+    def effective_dates(self, experiment: Experiment) -> tuple[dt.date | None, dt.date | None]:
+        """(start, end): the experiment's config may override Experimenter's dates."""
+        spec = self.resolved(experiment).config.experiment
+        return (
+            spec.start_date.date() if spec.start_date else None,
+            spec.end_date.date() if spec.end_date else None,
+        )
+
+    def rerun_dates(self, experiment: Experiment) -> list[dt.date]:
+        """Every analysis date of a rerun, by the config's dates; by Experimenter's when the config does
+        not resolve (the run then records the config error on each cell). Empty without a start date."""
+        try:
+            start, end = self.effective_dates(experiment)
+        except ConfigError:
+            start, end = experiment.start_date, experiment.end_date
+        return rerun_dates(start, end, self.today) if start else []
 
     def plan(self, slug: str, analysis_date: dt.date) -> Cell | NoOp:
         try:
@@ -130,12 +149,8 @@ class Planner:
         spec = resolved.config.experiment
         override = spec.experiment_spec.enrollment_period
         # the config may override Experimenter's dates; checks and windows follow the config
-        experiment = experiment.model_copy(
-            update={
-                "start_date": spec.start_date.date() if spec.start_date else None,
-                "end_date": spec.end_date.date() if spec.end_date else None,
-            }
-        )
+        start, end = self.effective_dates(experiment)
+        experiment = experiment.model_copy(update={"start_date": start, "end_date": end})
         skip = check_runnable(
             experiment,
             analysis_date,
@@ -146,7 +161,6 @@ class Planner:
         if skip is not None:
             return _noop_from_skip(slug, analysis_date, skip)
         period = enrollment_period(experiment, override)
-        start, end = experiment.start_date, experiment.end_date
         try:
             windows = windows_closing_on(
                 start,

@@ -15,7 +15,6 @@ def _run(args: argparse.Namespace) -> int:
     from jetstream_assets.definitions import build_definitions
     from jetstream_assets.resources import build_resources
     from jetstream_assets.runner import prepare_instance, run_experiment
-    from jetstream_assets.windows import rerun_dates
 
     home = home_dir(args.home)
     instance = prepare_instance(home)
@@ -29,13 +28,10 @@ def _run(args: argparse.Namespace) -> int:
             print(f"error: experiment {args.experiment!r} is not in the Experimenter source "
                   f"({resources['experimenter'].url or resources['experimenter'].path}).", file=sys.stderr)
             return 2
-        spec = planner.resolved(experiment).config.experiment
-        start = spec.start_date.date() if spec.start_date else experiment.start_date
-        end = spec.end_date.date() if spec.end_date else experiment.end_date
-        if start is None:
+        dates = planner.rerun_dates(experiment)
+        if not dates:
             print(f"error: {args.experiment} has no start date yet; nothing to run.", file=sys.stderr)
             return 2
-        dates = rerun_dates(start, end, today())
     summary = run_experiment(instance, build_definitions(home), args.experiment, dates)
     print(format_summary(summary))
     return 0 if summary.success else 1

@@ -258,7 +258,7 @@ def test_generation_is_deterministic(tmp_path):
     exps = demo_experiments(TODAY)
     a = generate_telemetry(tmp_path / "a", clients=1_500, today=TODAY, experiments=exps, seed=3)
     b = generate_telemetry(tmp_path / "b", clients=1_500, today=TODAY, experiments=exps, seed=3)
-    c = generate_telemetry(tmp_path / "c", clients=1_500, today=TODAY, experiments=exps, seed=4)
+    generate_telemetry(tmp_path / "c", clients=1_500, today=TODAY, experiments=exps, seed=4)
     assert a == b
     for table in TABLES:
         ta = pq.read_table(tmp_path / "a" / "telemetry" / f"{table}.parquet")

@@ -49,7 +49,6 @@ def run_cells(
     keys = sorted(context.partition_keys, key=lambda k: parse_key(k)[::-1])
     asset = context.assets_def.key.to_user_string()
     failures: list[str] = []
-    computed = 0
     warned: set[str] = set()
     for key in keys:
         slug, analysis_date = parse_key(key)
@@ -65,7 +64,6 @@ def run_cells(
         else:
             try:
                 metadata = compute(plan)
-                computed += metadata.get("status") != "no-op"
                 if plan.resolved.errors:  # metrics or statistics the config resolution had to drop
                     metadata["config_errors"] = dg.MetadataValue.json([str(e) for e in plan.resolved.errors])
                     if slug not in warned:

@@ -37,7 +37,7 @@ def _sql_metric_names(resolved: ResolvedConfig, window: AnalysisWindow, basis) -
     )
 
 
-def _failing_metrics(cell, resolved, window, basis, limits, enrollments_ref, warehouse) -> dict[str, str]:
+def _failing_metrics(resolved, window, basis, limits, enrollments_ref, warehouse) -> dict[str, str]:
     """Dry-run each metric alone to find the ones whose SQL is broken."""
     failing = {}
     all_names = set(_sql_metric_names(resolved, window, basis))
@@ -66,7 +66,7 @@ def compute_metrics_table(cell: Cell, window: AnalysisWindow, basis, warehouse: 
     try:
         result = warehouse.run_query(sql, table)
     except WarehouseError as error:
-        failed = _failing_metrics(cell, resolved, window, basis, limits, enrollments_ref, warehouse)
+        failed = _failing_metrics(resolved, window, basis, limits, enrollments_ref, warehouse)
         if not failed:
             raise
         for metric, cause in failed.items():

@@ -41,7 +41,7 @@ def run_demo(home: Path, clients: int = 100_000) -> int:
     from jetstream_assets.cli import format_summary
     from jetstream_assets.definitions import build_definitions
     from jetstream_assets.runner import prepare_instance, run_experiment
-    from jetstream_assets.windows import rerun_dates
+    from jetstream_assets.analysis import Planner
 
     if not 1 <= clients <= MAX_CLIENTS:
         print(f"error: --clients must be between 1 and {MAX_CLIENTS:,}", file=sys.stderr)
@@ -63,6 +63,7 @@ def run_demo(home: Path, clients: int = 100_000) -> int:
     instance = prepare_instance(home)
     defs = build_definitions(home)
     resources = build_resources(home)
+    planner = Planner(resources["experimenter"], resources["metric_hub"], today)
     snapshot = resources["experimenter"].fetch()
     for error in snapshot.errors:
         _say(f"  skipped an Experimenter record: {error}")
@@ -72,10 +73,10 @@ def run_demo(home: Path, clients: int = 100_000) -> int:
         _say(f"  not analysable today (rollouts, long ended): {', '.join(skipped)}")
     failures = 0
     for number, experiment in enumerate(chosen, 1):
-        if experiment.start_date is None:
+        dates = planner.rerun_dates(experiment)
+        if not dates:
             _say(f"  ({number}/{len(chosen)}) {experiment.slug}: no start date, skipped")
             continue
-        dates = rerun_dates(experiment.start_date, experiment.end_date, today)
         _say(f"  ({number}/{len(chosen)}) {experiment.slug}: {len(dates)} analysis dates ...")
         summary = run_experiment(instance, defs, experiment.slug, dates, tags={"jetstream/source": "demo"})
         failures += not summary.success

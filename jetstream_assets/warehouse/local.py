@@ -18,7 +18,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 from pydantic import Field
-from sqlglot import exp, parse_one
+from sqlglot import parse_one
 
 from jetstream_assets.sql.mozfun import macro_statements
 from jetstream_assets.sql.transpile import TranspileError, to_duckdb
