@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from . import estimators
-from .estimators import StatisticInput
+from .estimators import StatisticInput, factorize_branches
 from .pre_treatments import PreTreatmentContext, apply_pre_treatments, known_pre_treatments
 from .results import Row, StatisticError, empty_frame, rows_to_frame
 
@@ -146,8 +146,7 @@ def _resolve_params(statistic: str, metric: str, params: dict[str, Any] | None) 
     return merged
 
 
-def _branch_order(data: pd.DataFrame, branches: list[str] | None, reference_branch: str | None) -> list[str]:
-    present = list(pd.unique(data["branch"].dropna().astype(str)))
+def _branch_order(present: list[str], branches: list[str] | None, reference_branch: str | None) -> list[str]:
     if branches:
         order = [b for b in branches if b in present] + [b for b in present if b not in branches]
     else:
@@ -212,7 +211,8 @@ def compute_statistic(
 
     reference_branch = reference_branch or "control"
     notes: list[str] = []
-    order = _branch_order(df, branches, reference_branch)
+    branch_codes = factorize_branches(df)
+    order = _branch_order(branch_codes[1], branches, reference_branch)
     for b in branches or []:
         if b not in order:
             notes.append(f"branch '{b}' has no clients (after pre-treatments): left out")
@@ -235,6 +235,7 @@ def compute_statistic(
         experiment_branches=list(branches or []),
         seed=seed,
         notes=notes,
+        branch_codes=branch_codes,
     )
     with np.errstate(all="ignore"):
         rows = spec.fn(inp)
