@@ -44,11 +44,15 @@ def run_cells(
     experimenter: Experimenter,
     metric_hub: MetricHub,
     compute: Callable[[Cell], dict],
+    checks: Callable[[list[tuple[Cell | NoOp, dict]]], list[dg.AssetCheckResult]] | None = None,
 ) -> dg.MaterializeResult:
+    """Plan and compute every cell of the step; `checks` turns the (plan, metadata) of all cells into the
+    asset's check results (one per declared check, every step)."""
     planner = Planner(experimenter, metric_hub, today())
     keys = sorted(context.partition_keys, key=lambda k: parse_key(k)[::-1])
     asset = context.assets_def.key.to_user_string()
     failures: list[str] = []
+    outcomes: list[tuple[Cell | NoOp, dict]] = []
     warned: set[str] = set()
     for key in keys:
         slug, analysis_date = parse_key(key)
@@ -80,6 +84,7 @@ def run_cells(
                 }
                 failures.append(f"{key}: {e}")
         metadata.setdefault("status", "computed")
+        outcomes.append((plan, metadata))
         context.add_asset_metadata(metadata, partition_key=key)
         context.log.info(f"{asset} {key}: {metadata['status']} {metadata.get('reason', '')}".rstrip())
     if failures and len(failures) == len(keys):
@@ -87,4 +92,7 @@ def run_cells(
             description=f"{asset}: every cell of this step failed.\n" + "\n".join(failures[:20]),
             metadata={"failed_cells": len(failures)},
         )
-    return dg.MaterializeResult(metadata={"cells_in_step": len(keys), "cells_failed": len(failures)})
+    return dg.MaterializeResult(
+        metadata={"cells_in_step": len(keys), "cells_failed": len(failures)},
+        check_results=checks(outcomes) if checks else None,
+    )
