@@ -12,6 +12,7 @@ import logging
 from dataclasses import dataclass, field
 
 from metric_config_parser.metric import AnalysisPeriod
+from metric_config_parser.util import parse_date
 
 from jetstream_assets.config.metric_hub import LoadedConfigs, MetricHub
 from jetstream_assets.config.resolve import PLATFORMS, ConfigError, ResolvedConfig, resolve_config
@@ -98,6 +99,11 @@ class Planner:
             raise found
         return found
 
+    def remember(self, experiments: list[Experiment]) -> None:
+        """Seed the lookups with a snapshot already fetched (a sensor tick reads Experimenter once)."""
+        for experiment in experiments:
+            self._experiments.setdefault(experiment.slug, experiment)
+
     def experiment(self, slug: str) -> Experiment | None:
         return self._memo(
             self._experiments, slug, lambda: self.experimenter.get(slug), ExperimenterRecordError
@@ -112,7 +118,16 @@ class Planner:
         )
 
     def effective_dates(self, experiment: Experiment) -> tuple[dt.date | None, dt.date | None]:
-        """(start, end): the experiment's config may override Experimenter's dates."""
+        """(start, end): the experiment's own config file may override Experimenter's dates.
+
+        Without an own config file nothing can, so the dates are Experimenter's and no config is
+        resolved (a sensor tick over a thousand experiments stays cheap)."""
+        if not self.loaded.has_file(self.loaded.experiment_config_path(experiment.slug)):
+            return experiment.start_date, experiment.end_date
+        own = next((c.spec for c in self.loaded.configs.configs if c.slug == experiment.slug), None)
+        if own is not None:  # the dates resolution would take, read from the unresolved spec
+            start, end = parse_date(own.experiment.start_date), parse_date(own.experiment.end_date)
+            return (start.date() if start else experiment.start_date, end.date() if end else experiment.end_date)
         spec = self.resolved(experiment).config.experiment
         return (
             spec.start_date.date() if spec.start_date else None,

@@ -32,7 +32,10 @@ def _run(args: argparse.Namespace) -> int:
         if not dates:
             print(f"error: {args.experiment} has no start date yet; nothing to run.", file=sys.stderr)
             return 2
-    summary = run_experiment(instance, build_definitions(home), args.experiment, dates)
+    summary = run_experiment(
+        instance, build_definitions(home), args.experiment, dates,
+        full=not args.date, reason=None if args.date else "manual rerun (jetstream-assets run --all-dates)",
+    )
     print(format_summary(summary))
     return 0 if summary.success else 1
 

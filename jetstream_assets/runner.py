@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from jetstream_assets.experimenter.models import validate_slug
-from jetstream_assets.partitions import ANALYSIS_DATES, EXPERIMENTS, cell_key
+from jetstream_assets.partitions import EXPERIMENTS
+from jetstream_assets.reruns import first_grid_date, run_tags
 
 DAGSTER_YAML = """\
 # Written by jetstream-assets: a persistent local instance for the demo and the UI.
@@ -57,12 +57,15 @@ def run_experiment(
     slug: str,
     dates: list[dt.date],
     tags: dict[str, str] | None = None,
+    full: bool = False,
+    reason: str | None = None,
 ) -> RunSummary:
-    """Materialize every analysis asset of `slug` over `dates` (consecutive) in one Dagster run."""
+    """Materialize every analysis asset of `slug` over `dates` (consecutive) in one Dagster run; `full`
+    marks a whole-experiment rerun (stale windows are removed first)."""
     validate_slug(slug)  # a slug Dagster cannot key a partition by gets a clear error, not a crash
     if not dates:
         raise ValueError(f"No analysis dates to run for {slug}.")
-    first_available = dt.date.fromisoformat(ANALYSIS_DATES.start.strftime("%Y-%m-%d"))
+    first_available = first_grid_date()
     dates = sorted(dates)
     if dates[0] < first_available:
         raise ValueError(
@@ -71,17 +74,12 @@ def run_experiment(
         )
     if not instance.has_dynamic_partition(EXPERIMENTS.name, slug):
         instance.add_dynamic_partitions(EXPERIMENTS.name, [slug])
-    run_tags = {
-        ASSET_PARTITION_RANGE_START_TAG: str(cell_key(slug, dates[0])),
-        ASSET_PARTITION_RANGE_END_TAG: str(cell_key(slug, dates[-1])),
-        "jetstream/experiment": slug,
-        **(tags or {}),
-    }
+    all_tags = {**run_tags(slug, dates, full=full, reason=reason), **(tags or {})}
     started = time.monotonic()
     log_level = os.environ.get("JETSTREAM_LOG_LEVEL", "WARNING")
     result = defs.resolve_job_def("analysis").execute_in_process(
         instance=instance,
-        tags=run_tags,
+        tags=all_tags,
         raise_on_error=False,
         run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
     )

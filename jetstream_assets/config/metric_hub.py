@@ -146,6 +146,15 @@ class LoadedConfigs:
     def errors_for(self, path: str) -> list[ConfigFileError]:
         return [e for e in self.file_errors if e.path == path]
 
+    def has_file(self, path: str) -> bool:
+        """Whether the file exists at this commit (parsed or not)."""
+        return path in self.file_digests or path in self.raw or bool(self.errors_for(path))
+
+    def changed_files(self, other: "LoadedConfigs") -> set[str]:
+        """Files added, removed or edited between `other` and this commit."""
+        paths = set(self.file_digests) | set(other.file_digests)
+        return {p for p in paths if self.file_digests.get(p) != other.file_digests.get(p)}
+
 
 # ----------------------------------------------------------------------------------------------
 # git helpers
@@ -583,6 +592,22 @@ class MetricHub(dg.ConfigurableResource):
                     return sha
             return None
         return _git_rev(root, "HEAD")
+
+    def commits_since(self, old: str) -> list[str] | None:
+        """Commits after `old` up to the current one, oldest first (first parents: merges count once);
+        None when `old` is not an ancestor any more (history rewritten) or is gone."""
+        root = self._root()
+        head = self.commit()
+        if head is None or _git_rev(root, old) is None:
+            return None
+        if subprocess.run(["git", "merge-base", "--is-ancestor", old, head], cwd=root).returncode != 0:
+            return None
+        out = _git(["rev-list", "--reverse", "--first-parent", f"{old}..{head}"], cwd=root)
+        return [line for line in out.splitlines() if line]
+
+    def load_at(self, commit: str) -> LoadedConfigs:
+        """Parsed configs of an older commit (read from a snapshot; the checkout is left alone)."""
+        return load_metric_hub(self._root(), commit)
 
     def refresh(self) -> str | None:
         """Clone or fetch + fast-forward from `url`; returns the commit now loaded."""

@@ -78,7 +78,7 @@ def run_demo(home: Path, clients: int = 100_000) -> int:
             _say(f"  ({number}/{len(chosen)}) {experiment.slug}: no start date, skipped")
             continue
         _say(f"  ({number}/{len(chosen)}) {experiment.slug}: {len(dates)} analysis dates ...")
-        summary = run_experiment(instance, defs, experiment.slug, dates, tags={"jetstream/source": "demo"})
+        summary = run_experiment(instance, defs, experiment.slug, dates, tags={"jetstream/source": "demo"}, full=True)
         failures += not summary.success
         _say("    " + format_summary(summary).replace("\n", "\n    "))
 

@@ -1,0 +1,26 @@
+"""The jobs sensors, the CLI and the UI launch (kept apart from definitions.py so sensors can name them)."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from jetstream_assets.assets.enrollments import enrollments
+from jetstream_assets.assets.exports import metadata_export, statistics_export
+from jetstream_assets.assets.metrics import metrics
+from jetstream_assets.assets.statistics import statistics
+from jetstream_assets.partitions import ANALYSIS_PARTITIONS
+
+ANALYSIS_ASSETS = [enrollments, metrics, statistics, statistics_export, metadata_export]
+
+analysis_job = dg.define_asset_job(
+    "analysis",
+    selection=dg.AssetSelection.assets(*ANALYSIS_ASSETS),
+    partitions_def=ANALYSIS_PARTITIONS,
+    description="Enrollments, metrics, statistics and exports of (experiment, analysis date) cells.",
+)
+
+experimenter_snapshot_job = dg.define_asset_job(
+    "experimenter_snapshot",
+    selection=dg.AssetSelection.assets("experimenter_experiments"),
+    description="The Experimenter snapshot table (monitoring.experimenter_experiments).",
+)

@@ -1,0 +1,216 @@
+"""The Experimenter sensor: new experiments become partitions, closed days become runs, changes rerun.
+
+Each tick reads Experimenter once and, for every experiment the daily run considers (live, or ended
+within 90 days, not a rollout):
+
+* new experiment: add its partition and run every date from its start (one run, single-run backfill);
+* analysis fields changed (dates, enrollment, branches, status, outcomes, segments, reference branch...):
+  a full rerun of the experiment, which also removes windows the new dates no longer produce;
+* otherwise: one run over the dates that became complete since the last tick (up to yesterday).
+
+The cursor (JSON) keeps, per experiment, a digest of each analysis field and the last date requested.
+Experimenter being down, slow or answering garbage skips the tick with the reason and leaves the cursor
+alone, so the next good tick catches up. An experiment that disappears keeps its partitions and data.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, field
+
+import dagster as dg
+
+from jetstream_assets.analysis import Planner
+from jetstream_assets.assets.cells import today as current_date
+from jetstream_assets.config.metric_hub import MetricHub
+from jetstream_assets.experimenter.models import Experiment, analysable, validate_slug
+from jetstream_assets.experimenter.resource import Experimenter, ExperimenterUnavailableError
+from jetstream_assets.jobs import analysis_job, experimenter_snapshot_job
+from jetstream_assets.partitions import EXPERIMENTS, parse_key
+from jetstream_assets.reruns import first_grid_date, run_tags
+
+logger = logging.getLogger("jetstream_assets")
+
+# Experimenter fields a rerun depends on, in cursor order.
+ANALYSIS_FIELDS = (
+    "start_date",
+    "end_date",
+    "proposed_enrollment",
+    "enrollment_end_date",
+    "is_enrollment_paused",
+    "branches",
+    "reference_branch",
+    "outcomes",
+    "segments",
+    "app_name",
+    "app_id",
+    "bucket_config",
+    "is_rollout",
+)
+CURSOR_VERSION = 1
+FORGET_AFTER_DAYS = 120  # entries of experiments long past analysis leave the cursor
+
+
+def field_digests(experiment: Experiment) -> str:
+    """Four hex digits per analysis field: small enough for a cursor of thousands of experiments, and
+    it says which fields changed."""
+    dumped = experiment.model_dump(mode="json")
+    return "".join(
+        hashlib.blake2s(json.dumps(dumped.get(f), sort_keys=True).encode(), digest_size=2).hexdigest()
+        for f in ANALYSIS_FIELDS
+    )
+
+
+def changed_fields(old: str, new: str) -> list[str]:
+    return [f for i, f in enumerate(ANALYSIS_FIELDS) if old[4 * i : 4 * i + 4] != new[4 * i : 4 * i + 4]]
+
+
+@dataclass
+class Tick:
+    """What one evaluation decided (the sensor wraps it in a SensorResult; tests and the bench read it)."""
+
+    run_requests: list[dg.RunRequest] = field(default_factory=list)
+    new_partitions: list[str] = field(default_factory=list)
+    cursor: dict = field(default_factory=dict)
+    skip_reason: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def load_cursor(text: str | None) -> dict:
+    try:
+        cursor = json.loads(text) if text else {}
+    except json.JSONDecodeError:
+        cursor = {}
+    if cursor.get("v") != CURSOR_VERSION:
+        cursor = {"v": CURSOR_VERSION, "experiments": {}, "snapshot": None}
+    return cursor
+
+
+def evaluate(
+    cursor_text: str | None,
+    experimenter: Experimenter,
+    metric_hub: MetricHub,
+    today: dt.date,
+    known_partitions: set[str],
+    done_through: dict[str, dt.date] | None = None,
+) -> Tick:
+    """One tick. `done_through`: per experiment, the last date already materialized in the instance, so
+    a sensor started on an instance the CLI or the demo filled does not redo that work."""
+    done_through = done_through or {}
+    cursor = load_cursor(cursor_text)
+    try:
+        snapshot = experimenter.fetch()
+    except (ExperimenterUnavailableError, ValueError, OSError) as e:
+        logger.warning("Experimenter sensor: %s", e)
+        return Tick(cursor=cursor, skip_reason=f"Experimenter unavailable, nothing changed: {e}")
+    if not snapshot.experiments and cursor["experiments"]:
+        reason = (
+            f"Experimenter returned no experiments (previously {len(cursor['experiments'])}); "
+            "treated as an outage: nothing is rerun or forgotten until it answers again."
+        )
+        logger.warning("Experimenter sensor: %s", reason)
+        return Tick(cursor=cursor, skip_reason=reason)
+
+    tick = Tick(cursor=cursor)
+    tick.notes += [f"skipped malformed record: {e}" for e in snapshot.errors]
+    planner = Planner(experimenter, metric_hub, today)
+    planner.remember(snapshot.experiments)
+    grid_start = first_grid_date()
+    states: dict = cursor["experiments"]
+    for experiment in analysable(snapshot.experiments, today):
+        slug = experiment.slug
+        try:
+            validate_slug(slug)
+            dates = [d for d in planner.rerun_dates(experiment) if d >= grid_start]
+        except Exception as e:  # noqa: BLE001 - one bad experiment never stops the others
+            logger.warning("Experimenter sensor: %s left out this tick: %s", slug, e, extra={"experiment": slug})
+            tick.notes.append(f"{slug}: {e}")
+            continue
+        if slug not in known_partitions:
+            tick.new_partitions.append(slug)
+        digests = field_digests(experiment)
+        state = states.get(slug)
+        if state is None and slug in done_through:  # analysed before this sensor ran (CLI, demo, UI)
+            state = {"fields": digests, "through": done_through[slug].isoformat()}
+        through = dt.date.fromisoformat(state["through"]) if state and state.get("through") else None
+        if state is None:
+            run_dates, reason, full = dates, "new experiment", True
+        elif state["fields"] != digests:
+            fields = ", ".join(changed_fields(state["fields"], digests))
+            run_dates, reason, full = dates, f"Experimenter changed {fields}", True
+        else:
+            run_dates = [d for d in dates if through is None or d > through]
+            reason, full = "analysis dates completed", False
+        states[slug] = {"fields": digests, "through": state.get("through") if state else None}
+        if not run_dates:
+            continue
+        states[slug]["through"] = run_dates[-1].isoformat()
+        tick.run_requests.append(
+            dg.RunRequest(
+                run_key=f"experimenter:{slug}:{digests[:12]}:{run_dates[0]}:{run_dates[-1]}",
+                job_name=analysis_job.name,
+                tags=run_tags(slug, run_dates, full=full, reason=reason),
+            )
+        )
+    present = {e.slug for e in snapshot.experiments}
+    horizon = (today - dt.timedelta(days=FORGET_AFTER_DAYS)).isoformat()
+    for slug in [s for s, st in states.items() if s not in present and (st.get("through") or "") < horizon]:
+        del states[slug]
+
+    snapshot_digest = hashlib.sha256(
+        json.dumps([e.model_dump(mode="json") for e in snapshot.experiments], sort_keys=True).encode()
+    ).hexdigest()[:16]
+    if snapshot_digest != cursor.get("snapshot"):
+        cursor["snapshot"] = snapshot_digest
+        tick.run_requests.append(
+            dg.RunRequest(run_key=f"snapshot:{snapshot_digest}", job_name=experimenter_snapshot_job.name)
+        )
+    if not tick.run_requests:
+        tick.skip_reason = f"{len(states)} experiment(s) up to date; no analysis date completed since the last tick."
+    return tick
+
+
+def materialized_through(instance: dg.DagsterInstance) -> dict[str, dt.date]:
+    """Per experiment, the latest analysis date whose last analysis asset is materialized."""
+    latest: dict[str, dt.date] = {}
+    try:
+        keys = instance.get_materialized_partitions(dg.AssetKey("metadata_export"))
+    except Exception:  # noqa: BLE001 - nothing recorded yet
+        return latest
+    for key in keys:
+        slug, day = parse_key(key)
+        if slug not in latest or day > latest[slug]:
+            latest[slug] = day
+    return latest
+
+
+@dg.sensor(
+    name="experimenter_sensor",
+    jobs=[analysis_job, experimenter_snapshot_job],
+    minimum_interval_seconds=300,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description=(
+        "Polls Experimenter: adds a partition per analysable experiment, runs each analysis date once its "
+        "data are complete, and reruns an experiment whose analysis fields changed."
+    ),
+)
+def experimenter_sensor(
+    context: dg.SensorEvaluationContext, experimenter: Experimenter, metric_hub: MetricHub
+) -> dg.SensorResult | dg.SkipReason:
+    known = set(context.instance.get_dynamic_partitions(EXPERIMENTS.name))
+    tick = evaluate(context.cursor, experimenter, metric_hub, current_date(), known, materialized_through(context.instance))
+    for note in tick.notes:
+        context.log.warning(note)
+    if tick.skip_reason and not tick.new_partitions:
+        if tick.cursor != load_cursor(context.cursor):
+            context.update_cursor(json.dumps(tick.cursor))
+        return dg.SkipReason(tick.skip_reason)
+    return dg.SensorResult(
+        run_requests=tick.run_requests,
+        dynamic_partitions_requests=[EXPERIMENTS.build_add_request(tick.new_partitions)] if tick.new_partitions else [],
+        cursor=json.dumps(tick.cursor, separators=(",", ":")),
+        skip_reason=tick.skip_reason if not tick.run_requests else None,
+    )
