@@ -4,25 +4,22 @@ from __future__ import annotations
 
 import dagster as dg
 
-from jetstream_assets.assets.enrollments import enrollments
-from jetstream_assets.assets.exports import metadata_export, statistics_export
-from jetstream_assets.assets.metrics import metrics
-from jetstream_assets.assets.statistics import statistics
-from jetstream_assets.partitions import ANALYSIS_PARTITIONS
+from jetstream_assets.assets.monitoring import MONITORING_ASSETS
+from jetstream_assets.jobs import ANALYSIS_ASSETS, analysis_job, experimenter_snapshot_job
 from jetstream_assets.resources import build_resources
+from jetstream_assets.sensors.experimenter import experimenter_sensor
+from jetstream_assets.sensors.metric_hub import metric_hub_sensor
 
-ANALYSIS_ASSETS = [enrollments, metrics, statistics, statistics_export, metadata_export]
-
-analysis_job = dg.define_asset_job(
-    "analysis",
-    selection=dg.AssetSelection.assets(*ANALYSIS_ASSETS),
-    partitions_def=ANALYSIS_PARTITIONS,
-    description="Enrollments, metrics, statistics and exports of (experiment, analysis date) cells.",
-)
+SENSORS = [experimenter_sensor, metric_hub_sensor]
 
 
 def build_definitions(home=None) -> dg.Definitions:
-    return dg.Definitions(assets=ANALYSIS_ASSETS, jobs=[analysis_job], resources=build_resources(home))
+    return dg.Definitions(
+        assets=[*ANALYSIS_ASSETS, *MONITORING_ASSETS],
+        jobs=[analysis_job, experimenter_snapshot_job],
+        sensors=SENSORS,
+        resources=build_resources(home),
+    )
 
 
 defs = build_definitions()

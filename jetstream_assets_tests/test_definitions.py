@@ -31,8 +31,21 @@ def test_lineage_runs_enrollments_to_exports():
     assert parents["metrics"] == {"enrollments"}
     assert parents["statistics"] == {"metrics"}
     assert parents["statistics_export"] == {"statistics"} and parents["metadata_export"] == {"statistics"}
-    for key in graph.get_all_asset_keys():
-        assert graph.get(key).partitions_def == ANALYSIS_PARTITIONS
+    analysis = {"enrollments", "metrics", "statistics", "statistics_export", "metadata_export"}
+    for name in analysis:
+        assert graph.get(dg.AssetKey(name)).partitions_def == ANALYSIS_PARTITIONS
+    # monitoring: every analysis step feeds the logs and query cost tables
+    assert parents["logs"] == parents["query_cost"] == analysis
+    assert graph.get(dg.AssetKey("experimenter_experiments")).group_name == "monitoring"
+
+
+def test_sensors_start_running_and_target_the_analysis_job():
+    """`dagster dev` on a fresh instance starts them: editing Experimenter or metric-hub reruns at once."""
+    sensors = {s.name: s for s in defs.sensors}
+    assert set(sensors) == {"experimenter_sensor", "metric_hub_sensor"}
+    for sensor in sensors.values():
+        assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+        assert "analysis" in {target.job_name for target in sensor.targets}
 
 
 def test_partition_keys_parse_from_strings_and_multipartition_keys():

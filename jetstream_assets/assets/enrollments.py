@@ -4,11 +4,19 @@
 import dagster as dg
 from metric_config_parser.metric import AnalysisPeriod
 
-from jetstream_assets.analysis import Cell
-from jetstream_assets.assets.cells import noop, run_cells
+from jetstream_assets.analysis import Cell, Planner
+from jetstream_assets.assets.cells import noop, run_cells, today
 from jetstream_assets.assets.common import ANALYSIS_ASSET_ARGS, md_table, sql_block
+from jetstream_assets.checks.enrollments import (
+    BRANCH_CLIENTS,
+    branch_clients,
+    enrollments_check_specs,
+    enrollments_checks,
+)
 from jetstream_assets.config.metric_hub import MetricHub
 from jetstream_assets.experimenter.resource import Experimenter
+from jetstream_assets.exports.store import ExportStore
+from jetstream_assets.reruns import purge_before_full_reruns
 from jetstream_assets.sql import names
 from jetstream_assets.sql.queries import enrollments_sql
 from jetstream_assets.warehouse.base import Warehouse
@@ -36,6 +44,7 @@ def compute_enrollments(cell: Cell, warehouse: Warehouse) -> dict:
         "dagster/row_count": result.rows,
         "clients": result.rows,
         "clients_per_branch": md_table(counts),
+        BRANCH_CLIENTS: dg.MetadataValue.json(branch_clients(counts)),  # read by the asset checks
         "enrollment_period": f"{cell.start_date} .. {last} ({cell.enrollment_period} days)",
         "config_commit": cell.resolved.commit or "",
         "sql": sql_block(sql),
@@ -46,6 +55,7 @@ def compute_enrollments(cell: Cell, warehouse: Warehouse) -> dict:
     **ANALYSIS_ASSET_ARGS,
     group_name="experiments",
     kinds={"duckdb", "sql"},
+    check_specs=enrollments_check_specs("enrollments"),
     description=(
         "Enrolled clients of the experiment: branch, enrollment date, exposure, and one boolean per "
         "segment. Computed on the last enrollment date (or whenever missing); later dates reuse it."
@@ -56,5 +66,14 @@ def enrollments(
     experimenter: Experimenter,
     metric_hub: MetricHub,
     warehouse: Warehouse,
+    export_store: ExportStore,
 ) -> dg.MaterializeResult:
-    return run_cells(context, experimenter, metric_hub, lambda cell: compute_enrollments(cell, warehouse))
+    # a full rerun first removes the windows and exports its new plan no longer produces
+    purge_before_full_reruns(context, Planner(experimenter, metric_hub, today()), warehouse, export_store)
+    return run_cells(
+        context,
+        experimenter,
+        metric_hub,
+        lambda cell: compute_enrollments(cell, warehouse),
+        checks=enrollments_checks,
+    )

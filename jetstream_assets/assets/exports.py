@@ -9,6 +9,7 @@ from metric_config_parser.metric import AnalysisPeriod
 from jetstream_assets.analysis import Cell
 from jetstream_assets.assets.cells import noop, run_cells
 from jetstream_assets.assets.common import ANALYSIS_ASSET_ARGS
+from jetstream_assets.checks.exports import EXPORTED_PATHS, exports_check_specs, exports_checks
 from jetstream_assets.config.metric_hub import MetricHub
 from jetstream_assets.experimenter.resource import Experimenter
 from jetstream_assets.exports.metadata import build_metadata
@@ -22,6 +23,7 @@ def export_statistics(cell: Cell, warehouse: Warehouse, store: ExportStore) -> d
     if not cell.windows:
         return noop(f"No analysis window of {cell.slug} closed on {cell.analysis_date}: nothing new to export.")
     files = {}
+    paths = []
     for period in AnalysisPeriod:
         view = names.statistics_view(cell.slug, period)
         if not warehouse.table_exists(view):
@@ -29,8 +31,13 @@ def export_statistics(cell: Cell, warehouse: Warehouse, store: ExportStore) -> d
         rows = warehouse.read_table(view)
         path = statistics_path(cell.slug, period.table_suffix)
         uri = store.write_json(path, statistics_export_rows(rows, slug=cell.slug, period=period.value))
+        paths.append(path)
         files[period.table_suffix] = dg.MetadataValue.url(uri) if "://" in uri else dg.MetadataValue.path(uri)
-    return {"files": len(files), **{f"export_{k}": v for k, v in files.items()}}
+    return {
+        "files": len(files),
+        **{f"export_{k}": v for k, v in files.items()},
+        EXPORTED_PATHS: dg.MetadataValue.json(paths),  # what the exports_valid check reads back
+    }
 
 
 def export_metadata(cell: Cell, metric_hub: MetricHub, store: ExportStore) -> dict:
@@ -52,6 +59,7 @@ def export_metadata(cell: Cell, metric_hub: MetricHub, store: ExportStore) -> di
         "metrics": len(payload.get("metrics", {})),
         "outcomes": ", ".join(payload.get("outcomes", {})),
         "config_commit": cell.resolved.commit or "",
+        EXPORTED_PATHS: dg.MetadataValue.json([metadata_path(cell.slug)]),
     }
 
 
@@ -60,6 +68,7 @@ def export_metadata(cell: Cell, metric_hub: MetricHub, store: ExportStore) -> di
     group_name="exports",
     kinds={"json"},
     deps=["statistics"],
+    check_specs=exports_check_specs("statistics_export"),
     description="statistics/statistics_<slug>_<period>.json: every window's statistics so far, per period.",
 )
 def statistics_export(
@@ -70,7 +79,11 @@ def statistics_export(
     export_store: ExportStore,
 ) -> dg.MaterializeResult:
     return run_cells(
-        context, experimenter, metric_hub, lambda cell: export_statistics(cell, warehouse, export_store)
+        context,
+        experimenter,
+        metric_hub,
+        lambda cell: export_statistics(cell, warehouse, export_store),
+        checks=exports_checks(export_store),
     )
 
 
@@ -79,6 +92,7 @@ def statistics_export(
     group_name="exports",
     kinds={"json"},
     deps=["statistics"],
+    check_specs=exports_check_specs("metadata_export"),
     description="metadata/metadata_<slug>.json: metric descriptions, outcomes and config overrides.",
 )
 def metadata_export(
@@ -88,5 +102,9 @@ def metadata_export(
     export_store: ExportStore,
 ) -> dg.MaterializeResult:
     return run_cells(
-        context, experimenter, metric_hub, lambda cell: export_metadata(cell, metric_hub, export_store)
+        context,
+        experimenter,
+        metric_hub,
+        lambda cell: export_metadata(cell, metric_hub, export_store),
+        checks=exports_checks(export_store),
     )

@@ -14,6 +14,7 @@ from jetstream_assets.assets.common import ANALYSIS_ASSET_ARGS, md_table, sql_bl
 from jetstream_assets.config.metric_hub import MetricHub
 from jetstream_assets.config.resolve import ResolvedConfig
 from jetstream_assets.experimenter.resource import Experimenter
+from jetstream_assets.exports.store import ExportStore
 from jetstream_assets.sql import names
 from jetstream_assets.sql.queries import bases_for, metrics_for, metrics_sql
 from jetstream_assets.warehouse.base import Warehouse, WarehouseError
@@ -128,5 +129,6 @@ def metrics(
     experimenter: Experimenter,
     metric_hub: MetricHub,
     warehouse: Warehouse,
+    export_store: ExportStore,  # noqa: ARG001 - run_cells writes errors_<slug>.json through it
 ) -> dg.MaterializeResult:
     return run_cells(context, experimenter, metric_hub, lambda cell: compute_metrics(cell, warehouse))

@@ -14,6 +14,8 @@ from jetstream_assets.assets.cells import noop, run_cells
 from jetstream_assets.assets.common import ANALYSIS_ASSET_ARGS, md_table
 from jetstream_assets.config.metric_hub import MetricHub
 from jetstream_assets.experimenter.resource import Experimenter
+from jetstream_assets.exports.store import ExportStore
+from jetstream_assets.monitoring import log_context
 from jetstream_assets.sql import names
 from jetstream_assets.sql.queries import bases_for, metrics_for, segments_of
 from jetstream_assets.statistics import STATISTIC_COLUMNS, compute_statistic
@@ -82,7 +84,8 @@ def _summary_data(cell, window, basis, summary, metrics_df, warehouse, covariate
                     f"Covariate table {table} (or column {cov_metric}) is missing; "
                     f"{metric.name} falls back to unadjusted inferences.",
                     extra={"experiment": cell.slug, "metric": metric.name,
-                           "analysis_period": window.period.value},
+                           "statistic": summary.statistic.name, "analysis_basis": basis.value,
+                           "analysis_period": f"{window.period.value}_{window.index}"},
                 )
         pre = covariates_cache[key]
         if pre is not None:
@@ -114,6 +117,12 @@ def compute_window_statistics(cell: Cell, window: AnalysisWindow, warehouse: War
         table = names.metrics_table(cell.slug, basis.value, window.period, window.index)
         if not warehouse.table_exists(table):
             errors.append(f"{table} is missing: materialize metrics for {cell.analysis_date} first")
+            logger.error(
+                f"Metrics table {table} of {cell.slug} is missing: no statistics for {basis.value} "
+                f"{window.period.value} {window.index}; materialize metrics for {cell.analysis_date} first.",
+                extra={"experiment": cell.slug, "analysis_basis": basis.value,
+                       "analysis_period": f"{window.period.value}_{window.index}"},
+            )
             continue
         metrics_df = _basis_filter(warehouse.read_table(table), basis.value)
         for segment in segments:
@@ -124,22 +133,23 @@ def compute_window_statistics(cell: Cell, window: AnalysisWindow, warehouse: War
                          "analysis_basis": basis.value, "segment": segment,
                          "analysis_period": f"{window.period.value}_{window.index}"}
                 try:
-                    data = _summary_data(cell, window, basis, summary, segment_df, warehouse, covariates)
-                    rows = compute_statistic(
-                        data,
-                        metric=name,
-                        statistic=statistic,
-                        params=dict(summary.statistic.params or {}),
-                        pre_treatments=[(p.name, dict(p.args or {})) for p in summary.pre_treatments],
-                        branches=branches,
-                        reference_branch=reference,
-                        analysis_length_dates=window.length,
-                        segment=segment,
-                        analysis_basis=basis.value,
-                        seed=_seed(cell.slug, window.period.value, window.index, name, statistic,
-                                   segment, basis.value),
-                    )
-                    frames.append(rows)
+                    with log_context(**extra):  # the engine's own warnings name this statistic
+                        data = _summary_data(cell, window, basis, summary, segment_df, warehouse, covariates)
+                        rows = compute_statistic(
+                            data,
+                            metric=name,
+                            statistic=statistic,
+                            params=dict(summary.statistic.params or {}),
+                            pre_treatments=[(p.name, dict(p.args or {})) for p in summary.pre_treatments],
+                            branches=branches,
+                            reference_branch=reference,
+                            analysis_length_dates=window.length,
+                            segment=segment,
+                            analysis_basis=basis.value,
+                            seed=_seed(cell.slug, window.period.value, window.index, name, statistic,
+                                       segment, basis.value),
+                        )
+                        frames.append(rows)
                 except Exception as e:  # one statistic never stops the others
                     logger.error(f"{statistic} of {name} failed for {cell.slug}: {e}", exc_info=True,
                                  extra=extra)
@@ -217,5 +227,6 @@ def statistics(
     experimenter: Experimenter,
     metric_hub: MetricHub,
     warehouse: Warehouse,
+    export_store: ExportStore,  # noqa: ARG001 - run_cells writes errors_<slug>.json through it
 ) -> dg.MaterializeResult:
     return run_cells(context, experimenter, metric_hub, lambda cell: compute_statistics(cell, warehouse))

@@ -2,12 +2,17 @@
 
 Assets never see the engine. Two implementations fit here: the embedded DuckDB + Parquet warehouse (the
 default, `local.py`) and BigQuery in production. Table names are bare (`enrollments_my_exp`); the
-warehouse places them in its results dataset and tells SQL how to reference them (`table_ref`).
+warehouse places them in its results dataset (or, given `dataset`, another one such as the monitoring
+dataset) and tells SQL how to reference them (`table_ref`).
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import logging
 from abc import ABC, abstractmethod
+from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 import dagster as dg
@@ -29,18 +34,40 @@ class WarehouseError(RuntimeError):
     """A query or table operation failed; the message names the table and the engine's reason."""
 
 
+# Told about every successful `run_query` of the current context (thread / task): monitoring sets it
+# around an analysis step to fill the query_cost table. Receives (warehouse, sql, result, submitted at).
+QueryListener = Callable[["Warehouse", str, QueryResult, dt.datetime], None]
+query_listener: ContextVar[QueryListener | None] = ContextVar("jetstream_query_listener", default=None)
+
+
 class Warehouse(dg.ConfigurableResource, ABC):
     """Runs BigQuery-dialect SQL into named tables of the results dataset and reads them back."""
 
     dataset: str = "mozanalysis"
+    monitoring_dataset: str = "monitoring"
 
     @abstractmethod
-    def table_ref(self, table: str) -> str:
-        """How SQL refers to a results table (e.g. `mozanalysis.enrollments_x` or `proj.ds.x`)."""
+    def table_ref(self, table: str, dataset: str | None = None) -> str:
+        """How SQL refers to a table of the results dataset, or of `dataset` (e.g. `monitoring.logs`)."""
 
-    @abstractmethod
     def run_query(self, sql: str, destination: str | None = None) -> QueryResult:
-        """Run SQL; with a destination, replace that results table with the result atomically."""
+        """Run SQL; with a destination, replace that results table with the result atomically.
+
+        Every successful query is reported to the current `query_listener` (the step's query costs).
+        """
+        submitted = dt.datetime.now(dt.UTC)
+        result = self._run_query(sql, destination)
+        listener = query_listener.get()
+        if listener is not None:
+            try:
+                listener(self, sql, result, submitted)
+            except Exception:  # monitoring never fails a query that succeeded
+                logging.getLogger("jetstream_monitoring").warning("Query listener failed", exc_info=True)
+        return result
+
+    @abstractmethod
+    def _run_query(self, sql: str, destination: str | None) -> QueryResult:
+        """The engine's part of `run_query`."""
 
     @abstractmethod
     def dry_run(self, sql: str) -> None:
@@ -51,26 +78,33 @@ class Warehouse(dg.ConfigurableResource, ABC):
         """Run SQL and return its result."""
 
     @abstractmethod
-    def read_table(self, table: str, columns: list[str] | None = None) -> pd.DataFrame:
-        """A results table or view as a DataFrame."""
+    def read_table(
+        self, table: str, columns: list[str] | None = None, dataset: str | None = None
+    ) -> pd.DataFrame:
+        """A table or view (of the results dataset unless `dataset` is given) as a DataFrame."""
 
     @abstractmethod
-    def write_dataframe(self, df: pd.DataFrame, table: str) -> None:
-        """Replace a results table with a DataFrame atomically."""
+    def write_dataframe(self, df: pd.DataFrame, table: str, dataset: str | None = None) -> None:
+        """Replace a table (of the results dataset unless `dataset` is given) with a DataFrame atomically."""
+
+    @abstractmethod
+    def append_rows(self, table: str, df: pd.DataFrame, dataset: str | None = None) -> None:
+        """Add rows to a table, creating it if needed; concurrent appends never lose rows and readers
+        see each append whole or not at all (the monitoring tables are written this way)."""
 
     @abstractmethod
     def create_window_view(self, view: str, table_prefix: str) -> None:
         """A view over every `<table_prefix>_<n>` table with `window_index` = n (Jetstream's views)."""
 
     @abstractmethod
-    def table_exists(self, table: str) -> bool: ...
+    def table_exists(self, table: str, dataset: str | None = None) -> bool: ...
 
     @abstractmethod
-    def table_columns(self, table: str) -> list[str]: ...
+    def table_columns(self, table: str, dataset: str | None = None) -> list[str]: ...
 
     @abstractmethod
-    def list_tables(self, prefix: str = "") -> list[str]:
-        """Results tables and views whose names start with prefix."""
+    def list_tables(self, prefix: str = "", dataset: str | None = None) -> list[str]:
+        """Tables and views whose names start with prefix (results dataset unless `dataset` is given)."""
 
     @abstractmethod
-    def delete_tables(self, tables: list[str]) -> None: ...
+    def delete_tables(self, tables: list[str], dataset: str | None = None) -> None: ...

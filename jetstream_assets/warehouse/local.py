@@ -1,9 +1,12 @@
 """The embedded warehouse: DuckDB as the engine, every table a Parquet file.
 
-Layout: `<root>/<dataset>/<table>.parquet`; a Jetstream view is `<root>/<dataset>/<view>.view.json`.
-Each query opens its own in-memory DuckDB connection and each table is replaced by writing a temporary
-file beside it and renaming it, so parallel runs and readers never see half a table and never wait on a
-database lock. References to `project.dataset.table` ignore the project: locally there is one.
+Layout: `<root>/<dataset>/<table>.parquet`; a Jetstream view is `<root>/<dataset>/<view>.view.json`;
+an append-only table (the monitoring logs and query costs) is a folder of part files
+`<root>/<dataset>/<table>/part-<time>-<uuid>.parquet`, one per append, read together.
+Each query opens its own in-memory DuckDB connection and each table (or part) is written to a temporary
+file beside it and renamed, so parallel runs and readers never see half a table, never lose each other's
+appends and never wait on a database lock. References to `project.dataset.table` ignore the project:
+locally there is one.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import time
 import uuid
 from pathlib import Path
@@ -25,6 +29,7 @@ from jetstream_assets.sql.transpile import TranspileError, to_duckdb
 from jetstream_assets.warehouse.base import QueryResult, Warehouse, WarehouseError
 
 _VIEW_SUFFIX = ".view.json"
+_PART = re.compile(r"part-[0-9]+-[0-9a-f]+\.parquet")
 
 
 def _sql_string(value: str) -> str:
@@ -48,8 +53,18 @@ class LocalWarehouse(Warehouse):
     def _view_path(self, view: str, dataset: str | None = None) -> Path:
         return self._dir(dataset) / f"{view}{_VIEW_SUFFIX}"
 
-    def table_ref(self, table: str) -> str:
-        return f"{self.dataset}.{table}"
+    def _parts_dir(self, table: str, dataset: str | None = None) -> Path:
+        return self._dir(dataset) / table
+
+    def _parts(self, table: str, dataset: str | None = None) -> list[Path]:
+        """The part files of an append-only table, oldest first; temporary files never match."""
+        folder = self._parts_dir(table, dataset)
+        if not folder.is_dir():
+            return []
+        return sorted(p for p in folder.iterdir() if _PART.fullmatch(p.name))
+
+    def table_ref(self, table: str, dataset: str | None = None) -> str:
+        return f"{dataset or self.dataset}.{table}"
 
     # -- engine ----------------------------------------------------------------------------------
     def _connect(self) -> duckdb.DuckDBPyConnection:
@@ -85,6 +100,11 @@ class LocalWarehouse(Warehouse):
                 f"AS BIGINT) AS window_index FROM read_parquet([{paths}], union_by_name = true, "
                 f"filename = true)"
             )
+        parts = self._parts(table, dataset)
+        if parts:  # the parts listed now are the table as of this query: later appends are not half-seen
+            read.extend(parts)
+            paths = ", ".join(_sql_string(str(p)) for p in parts)
+            return f"SELECT * FROM read_parquet([{paths}], union_by_name = true)"
         raise WarehouseError(
             f"Table {dataset}.{table} does not exist in the local warehouse ({self._dir(dataset)}). "
             f"Generate the telemetry (`jetstream-assets demo`) or materialize the upstream asset first."
@@ -155,7 +175,7 @@ class LocalWarehouse(Warehouse):
         return target.parent / f".{target.stem}.{uuid.uuid4().hex}.tmp"
 
     # -- interface -------------------------------------------------------------------------------
-    def run_query(self, sql: str, destination: str | None = None) -> QueryResult:
+    def _run_query(self, sql: str, destination: str | None) -> QueryResult:
         return self._execute(sql, destination)[0]
 
     def query(self, sql: str) -> pd.DataFrame:
@@ -171,21 +191,37 @@ class LocalWarehouse(Warehouse):
         finally:
             con.close()
 
-    def read_table(self, table: str, columns: list[str] | None = None) -> pd.DataFrame:
+    def read_table(
+        self, table: str, columns: list[str] | None = None, dataset: str | None = None
+    ) -> pd.DataFrame:
         cols = ", ".join(f"`{c}`" for c in columns) if columns else "*"
-        return self.query(f"SELECT {cols} FROM `{self.table_ref(table)}`")
+        return self.query(f"SELECT {cols} FROM `{self.table_ref(table, dataset)}`")
 
-    def write_dataframe(self, df: pd.DataFrame, table: str) -> None:
-        target = self.table_path(table)
-        tmp = self._tmp_path(target)
+    def _write_frame(self, df: pd.DataFrame, target: Path, tmp: Path) -> None:
         con = self._connect()
         try:
             con.register("frame", df)
             con.execute(f"COPY frame TO {_sql_string(str(tmp))} (FORMAT parquet, COMPRESSION zstd)")
             os.replace(tmp, target)
+        except duckdb.Error as e:
+            raise WarehouseError(f"Cannot write {target}: {e}") from e
         finally:
             con.close()
             tmp.unlink(missing_ok=True)
+
+    def write_dataframe(self, df: pd.DataFrame, table: str, dataset: str | None = None) -> None:
+        target = self.table_path(table, dataset)
+        self._write_frame(df, target, self._tmp_path(target))
+
+    def append_rows(self, table: str, df: pd.DataFrame, dataset: str | None = None) -> None:
+        if self.table_path(table, dataset).exists() or self._view_path(table, dataset).exists():
+            raise WarehouseError(
+                f"Cannot append to {self.table_ref(table, dataset)}: it is a replaced-whole table or view, "
+                "not an append-only one; write it with write_dataframe or pick another table name."
+            )
+        name = f"part-{time.time_ns():020d}-{uuid.uuid4().hex}.parquet"
+        target = self._parts_dir(table, dataset) / name
+        self._write_frame(df, target, self._tmp_path(target))
 
     def create_window_view(self, view: str, table_prefix: str) -> None:
         path = self._view_path(view)
@@ -194,22 +230,26 @@ class LocalWarehouse(Warehouse):
         tmp.write_text(json.dumps({"kind": "windows", "prefix": table_prefix}))
         os.replace(tmp, path)
 
-    def table_exists(self, table: str) -> bool:
-        return self.table_path(table).exists() or self._view_path(table).exists()
+    def table_exists(self, table: str, dataset: str | None = None) -> bool:
+        return (
+            self.table_path(table, dataset).exists()
+            or self._view_path(table, dataset).exists()
+            or bool(self._parts(table, dataset))
+        )
 
-    def table_columns(self, table: str) -> list[str]:
-        if not self.table_exists(table):
+    def table_columns(self, table: str, dataset: str | None = None) -> list[str]:
+        if not self.table_exists(table, dataset):
             return []
         con = self._connect()
         try:
             read: list[Path] = []
-            select = self._source_select(self.dataset, table, read)
+            select = self._source_select(dataset or self.dataset, table, read)
             return [d[0] for d in con.execute(f"DESCRIBE {select}").fetchall()]
         finally:
             con.close()
 
-    def list_tables(self, prefix: str = "") -> list[str]:
-        folder = self._dir()
+    def list_tables(self, prefix: str = "", dataset: str | None = None) -> list[str]:
+        folder = self._dir(dataset)
         if not folder.exists():
             return []
         names = []
@@ -220,9 +260,13 @@ class LocalWarehouse(Warehouse):
                 names.append(p.name[: -len(".parquet")])
             elif p.name.endswith(_VIEW_SUFFIX):
                 names.append(p.name[: -len(_VIEW_SUFFIX)])
+            elif p.is_dir() and self._parts(p.name, dataset):
+                names.append(p.name)
         return sorted(n for n in names if n.startswith(prefix))
 
-    def delete_tables(self, tables: list[str]) -> None:
+    def delete_tables(self, tables: list[str], dataset: str | None = None) -> None:
         for table in tables:
-            self.table_path(table).unlink(missing_ok=True)
-            self._view_path(table).unlink(missing_ok=True)
+            self.table_path(table, dataset).unlink(missing_ok=True)
+            self._view_path(table, dataset).unlink(missing_ok=True)
+            if self._parts(table, dataset):
+                shutil.rmtree(self._parts_dir(table, dataset), ignore_errors=True)

@@ -1,0 +1,152 @@
+"""Check that the export files a step wrote are what Experimenter can read.
+
+The files are read back through the ExportStore rather than trusted from memory: what counts is what a
+reader of the bucket gets (a truncated upload, a store that mangles bytes, or a later writer would show
+here, not in the payload we meant to write).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import dagster as dg
+from mozilla_nimbus_schemas.jetstream import AnalysisErrors, Metadata, Statistics
+from pydantic import BaseModel, ValidationError
+
+from jetstream_assets.checks.results import (
+    Outcome,
+    computed_cells,
+    failed_cells,
+    guarded,
+    metadata_value,
+    nothing_to_check,
+)
+from jetstream_assets.exports.statistics import IDENTITY_COLUMNS
+from jetstream_assets.exports.store import ERRORS_DIR, METADATA_DIR, STATISTICS_DIR, ExportStore
+
+EXPORTS_VALID = "exports_valid"
+EXPORTS_VALID_SEVERITY = dg.AssetCheckSeverity.ERROR
+# Metadata entry (a JSON list of store-relative paths) in which an export cell records what it wrote.
+EXPORTED_PATHS = "exported_paths"
+
+MODELS: dict[str, type[BaseModel]] = {
+    STATISTICS_DIR: Statistics,
+    METADATA_DIR: Metadata,
+    ERRORS_DIR: AnalysisErrors,
+}
+
+
+def _duplicate_statistics(rows: list[Any]) -> str | None:
+    """The Statistics model's own duplicate rule never fires (it tests `"root" in self`), so apply it here."""
+    seen: dict[tuple, int] = {}
+    for position, row in enumerate(rows):
+        if not isinstance(row, dict):
+            continue
+        key = tuple(row.get(c) for c in IDENTITY_COLUMNS)
+        if key in seen:
+            return (
+                f"rows {seen[key]} and {position} describe the same estimate "
+                f"({', '.join(f'{c}={v!r}' for c, v in zip(IDENTITY_COLUMNS, key) if v is not None)})"
+            )
+        seen[key] = position
+    return None
+
+
+def model_for(path: str) -> type[BaseModel]:
+    folder = path.split("/", 1)[0]
+    if folder not in MODELS:
+        raise ValueError(
+            f"Export {path!r} is not in a folder with a known schema ({', '.join(MODELS)}); "
+            "export paths come from exports.store (statistics_path, metadata_path, errors_path)."
+        )
+    return MODELS[folder]
+
+
+def validation_error(store: ExportStore, path: str) -> str | None:
+    """The first reason the export at `path` (relative to the store) is not valid, or None when it is."""
+    model = model_for(path)
+    if not store.exists(path):
+        return "the file is missing from the export store"
+    try:
+        payload = store.read_json(path)
+    except ValueError as e:  # read_json names the file and the JSON error
+        return f"not valid JSON: {e}"
+    try:
+        model.model_validate(payload)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "(top level)"
+        shown = repr(first.get("input"))
+        shown = shown if len(shown) <= 200 else shown[:200] + "..."
+        return (
+            f"does not match the {model.__name__} schema of mozilla-nimbus-schemas: {e.error_count()} error(s), "
+            f"first at {where}: {first['msg']} (got {shown})"
+        )
+    if model is Statistics:
+        duplicate = _duplicate_statistics(payload)
+        if duplicate:
+            return f"{duplicate}; a statistics export holds one row per estimate and window"
+    return None
+
+
+def exports_valid_result(store: ExportStore, outcomes: list[Outcome]) -> dg.AssetCheckResult:
+    """One result for the step: every file its computed cells wrote validates against its schema."""
+    written: dict[str, str] = {}  # path -> experiment slug
+    for plan, metadata in computed_cells(outcomes):
+        for path in metadata_value(metadata, EXPORTED_PATHS) or []:
+            written[path] = plan.slug
+    if not written:
+        why = "no export file was written (no analysis window closed in the step's cells)."
+        failed = failed_cells(outcomes)
+        if failed:
+            why += f" {len(failed)} cell(s) failed; their materializations say why: {', '.join(failed[:5])}."
+        return nothing_to_check(EXPORTS_VALID, EXPORTS_VALID_SEVERITY, why)
+    invalid = []
+    for path, slug in written.items():
+        error = validation_error(store, path)
+        if error is not None:
+            invalid.append({"experiment": slug, "file": path, "uri": store.uri(path), "error": error})
+    metadata: dict[str, Any] = {
+        "checked": len(written),
+        "files": dg.MetadataValue.json(sorted(written)),
+        "invalid_files": dg.MetadataValue.json(invalid),
+    }
+    if invalid:
+        first = invalid[0]
+        metadata.update(file=first["file"], experiment=first["experiment"], error=first["error"])
+        description = (
+            f"{len(invalid)} of {len(written)} export file(s) are not valid; Experimenter cannot show results "
+            f"from them. First: {first['file']} ({first['experiment']}): {first['error']}. The file was read back "
+            "from the export store after writing: if the in-memory payload validated, the store or a concurrent "
+            "writer changed it; otherwise the export code produced it. Rerun the experiment's exports once fixed."
+        )
+    else:
+        description = f"All {len(written)} export file(s) of this step validate against mozilla-nimbus-schemas."
+    return dg.AssetCheckResult(
+        check_name=EXPORTS_VALID,
+        passed=not invalid,
+        severity=EXPORTS_VALID_SEVERITY,
+        description=description,
+        metadata=metadata,
+    )
+
+
+def exports_check_specs(asset: str) -> list[dg.AssetCheckSpec]:
+    return [
+        dg.AssetCheckSpec(
+            EXPORTS_VALID,
+            asset=asset,
+            description=(
+                "Every file this step wrote, read back from the export store, validates against the "
+                "mozilla-nimbus-schemas model Experimenter reads it with."
+            ),
+        )
+    ]
+
+
+def exports_checks(store: ExportStore) -> Callable[[list[Outcome]], list[dg.AssetCheckResult]]:
+    """run_cells' `checks=` hook for an export asset writing through `store`."""
+    return lambda outcomes: [
+        guarded(EXPORTS_VALID, EXPORTS_VALID_SEVERITY, lambda: exports_valid_result(store, outcomes))
+    ]
