@@ -22,7 +22,7 @@ test: setup
 	$(BIN)/python -m pytest -n 2 -q
 
 ui: setup
-	JETSTREAM_HOME=$(abspath $(HOME_DIR)) DAGSTER_HOME=$(abspath $(HOME_DIR))/dagster $(BIN)/dagster dev -w workspace.yaml
+	JETSTREAM_SENSOR_INTERVAL_SECONDS=30 JETSTREAM_HOME=$(abspath $(HOME_DIR)) DAGSTER_HOME=$(abspath $(HOME_DIR))/dagster $(BIN)/dagster dev -w workspace.yaml
 
 bench: setup
 	$(BIN)/python bench/pipeline.py

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 
 import dagster as dg
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
@@ -31,6 +32,12 @@ EXPERIMENT_TAG = "jetstream/experiment"
 RERUN_TAG = "jetstream/rerun"  # "full": every date of the experiment, stale outputs removed first
 REASON_TAG = "jetstream/reason"
 COMMIT_TAG = "jetstream/config_commit"
+
+
+def sensor_interval(default: int) -> int:
+    """Seconds between sensor ticks; JETSTREAM_SENSOR_INTERVAL_SECONDS shortens it (the demo UI uses 30)."""
+    value = os.environ.get("JETSTREAM_SENSOR_INTERVAL_SECONDS")
+    return int(value) if value else default
 
 
 def first_grid_date() -> dt.date:

@@ -30,7 +30,7 @@ from jetstream_assets.experimenter.models import Experiment, analysable, validat
 from jetstream_assets.experimenter.resource import Experimenter, ExperimenterUnavailableError
 from jetstream_assets.jobs import analysis_job, experimenter_snapshot_job
 from jetstream_assets.partitions import EXPERIMENTS, parse_key
-from jetstream_assets.reruns import first_grid_date, run_tags
+from jetstream_assets.reruns import first_grid_date, run_tags, sensor_interval
 
 logger = logging.getLogger("jetstream_assets")
 
@@ -190,7 +190,7 @@ def materialized_through(instance: dg.DagsterInstance) -> dict[str, dt.date]:
 @dg.sensor(
     name="experimenter_sensor",
     jobs=[analysis_job, experimenter_snapshot_job],
-    minimum_interval_seconds=300,
+    minimum_interval_seconds=sensor_interval(300),
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=(
         "Polls Experimenter: adds a partition per analysable experiment, runs each analysis date once its "

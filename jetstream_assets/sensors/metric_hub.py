@@ -33,7 +33,7 @@ from jetstream_assets.experimenter.models import Experiment
 from jetstream_assets.experimenter.resource import Experimenter, ExperimenterUnavailableError
 from jetstream_assets.jobs import analysis_job
 from jetstream_assets.partitions import EXPERIMENTS
-from jetstream_assets.reruns import first_grid_date, run_tags
+from jetstream_assets.reruns import first_grid_date, run_tags, sensor_interval
 
 logger = logging.getLogger("jetstream_assets")
 LOGGED = 50  # experiments named per log line of a tick
@@ -203,7 +203,7 @@ def evaluate(
 @dg.sensor(
     name="metric_hub_sensor",
     job=analysis_job,
-    minimum_interval_seconds=120,
+    minimum_interval_seconds=sensor_interval(120),
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=(
         "Watches the metric-hub repository; each new commit reruns exactly the experiments whose resolved "
