@@ -116,7 +116,9 @@ def purge_stale(planner: Planner, slug: str, warehouse: Warehouse, store: Export
     if expected is None:
         return {"tables": [], "exports": []}
     tables, exports = expected
-    stale_tables = sorted(set(names.experiment_tables(slug, warehouse.list_tables())) - tables)
+    n = names.normalize(slug)
+    listed = {t for prefix in (f"enrollments_{n}", f"{n}_", f"statistics_{n}_") for t in warehouse.list_tables(prefix)}
+    stale_tables = sorted(set(names.experiment_tables(slug, sorted(listed))) - tables)
     ours = {statistics_path(slug, period.table_suffix) for period in AnalysisPeriod}  # exact: no prefix clash
     stale_exports = sorted(p for p in ours - exports if store.exists(p))
     if stale_tables:

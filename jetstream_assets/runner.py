@@ -23,6 +23,11 @@ run_coordinator:
   class: QueuedRunCoordinator
   config:
     max_concurrent_runs: 2   # 2 cores
+    tag_concurrency_limits:  # one run per experiment at a time: a rerun never races a daily run
+      - key: "jetstream/experiment"
+        value:
+          applyLimitPerUniqueValue: true
+        limit: 1
 telemetry:
   enabled: false
 """

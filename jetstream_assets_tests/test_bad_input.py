@@ -134,6 +134,10 @@ def test_cli_run_records_one_run_in_the_persistent_instance(world, monkeypatch, 
     instance = dg.DagsterInstance.from_config(str(world.home / "dagster"))
     runs = instance.get_runs()
     assert len(runs) == 1 and runs[0].tags["jetstream/experiment"] == "demo-custom"
-    assert (world.home / "dagster" / "dagster.yaml").read_text().count("max_concurrent_runs: 2") == 1
+    queue = instance.run_coordinator.get_run_queue_config()
+    assert queue.max_concurrent_runs == 2  # 2 cores
+    assert queue.tag_concurrency_limits == [  # one run per experiment at a time
+        {"key": "jetstream/experiment", "value": {"applyLimitPerUniqueValue": True}, "limit": 1}
+    ]
     assert main(["run", "--experiment", "bad slug", "--date", "2026-11-01", "--home", str(world.home)]) == 2
     assert "bad slug" in capsys.readouterr().err

@@ -38,7 +38,12 @@ class World:
 
 @contextlib.contextmanager
 def build_world(home: Path, clients: int):
-    previous = {k: os.environ.get(k) for k in ("JETSTREAM_TODAY", "JETSTREAM_HOME")}
+    # production engines are chosen from the environment: a world is always local
+    production = [k for k in os.environ if k.startswith(("JETSTREAM_BIGQUERY_", "JETSTREAM_GCS_"))]
+    production += ["JETSTREAM_EXPERIMENTER_URL", "JETSTREAM_METRIC_HUB_URL"]
+    previous = {k: os.environ.get(k) for k in ("JETSTREAM_TODAY", "JETSTREAM_HOME", *production)}
+    for key in production:
+        os.environ.pop(key, None)
     os.environ["JETSTREAM_TODAY"] = TODAY.isoformat()
     os.environ["JETSTREAM_HOME"] = str(home)
     try:
