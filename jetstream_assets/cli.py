@@ -1,4 +1,5 @@
-"""jetstream-assets: the demo, Jetstream's `run`/`rerun` for one experiment, and ad-hoc statistics."""
+"""jetstream-assets: the demo, Jetstream's `run`/`rerun` for one experiment, config validation and ad-hoc
+statistics."""
 
 from __future__ import annotations
 
@@ -65,6 +66,23 @@ def _statistics(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def _validate_config(args: argparse.Namespace) -> int:
+    from jetstream_assets.config.validate import format_reports, validate_configs
+
+    warehouse = None
+    if not args.synthetic:
+        from jetstream_assets.resources import build_resources
+
+        warehouse = build_resources(home_dir(args.home))["warehouse"]
+    reports = validate_configs(
+        args.paths, platform=args.platform, metric_hub=args.metric_hub, warehouse=warehouse,
+        synthetic=args.synthetic,
+    )
+    for line in format_reports(reports):
+        print(line)
+    return 0 if all(r.valid for r in reports) else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="jetstream-assets", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -82,6 +100,24 @@ def build_parser() -> argparse.ArgumentParser:
                       help="Every date from the start to min(end + 1 day, yesterday): a rerun.")
     run.add_argument("--home", default=None, help=f"Folder for everything (default {DEFAULT_HOME}).")
     run.set_defaults(func=_run)
+
+    check = sub.add_parser(
+        "validate-config",
+        help="Validate metric-hub config files: parse, resolve, build and dry-run their SQL "
+             "(exit 1 on problems).",
+    )
+    check.add_argument("paths", nargs="+", metavar="PATH",
+                       help="Experiment configs, outcomes, defaults or definitions (TOML) of a metric-hub.")
+    check.add_argument("--platform", default=None,
+                       help="App of experiment configs (default: inferred from their slug and references).")
+    check.add_argument("--metric-hub", default=None,
+                       help="metric-hub checkout to resolve against (default: the one each file lives in).")
+    check.add_argument("--synthetic", action="store_true",
+                       help="Dry-run on empty tables derived from the SQL instead of the warehouse's data "
+                            "(checks syntax, functions and types, not column names).")
+    check.add_argument("--home", default=None,
+                       help=f"Folder whose warehouse runs the dry runs (default {DEFAULT_HOME}).")
+    check.set_defaults(func=_validate_config)
 
     from jetstream_assets.statistics.cli import add_arguments
 

@@ -1,15 +1,78 @@
 """DuckDB macros standing in for the BigQuery persistent functions (`mozfun.*`, `udf.*`) that metric-hub
 SQL calls. Names follow `transpile.udf_macro_name`: `mozfun.map.get_key` is `mozfun_map_get_key`.
 
-Maps are DuckDB MAP values locally (BigQuery stores them as ARRAY<STRUCT<key, value>>), so key lookup is
-a plain subscript. Bit-pattern helpers follow mozfun's documented semantics: bit 0 is the most recent day.
+Key/value data comes in two shapes locally: the demo telemetry stores maps as DuckDB MAP values, while
+tables shaped like BigQuery's (`sample_tables`) keep BigQuery's ARRAY<STRUCT<key, value>>. DuckDB macros
+cannot branch on an argument's type, but they can be overloaded on typed parameters, so `map.get_key` has
+one overload per key/value list type (`KV_LIST_TYPES`) and a generic one for MAPs. A list whose type is
+missing from `KV_LIST_TYPES` falls through to the MAP overload and fails to bind: add its type there.
+
+Histograms are legacy-telemetry JSON strings (`{"bucket_count":..,"sum":..,"values":{"0":3,..}}`) or
+their compact form (`bucket_count;histogram_type;sum;lo,hi;key:value,...`); `hist.extract` turns either
+into BigQuery's STRUCT with `values` as a key-sorted ARRAY<STRUCT<key INT64, value INT64>>.
+Semantics follow mozfun's documentation; bit-pattern helpers count bit 0 as the most recent day.
+DuckDB 2 only accepts `lambda x: ...` lambdas (not `x -> ...`).
 """
 
 from __future__ import annotations
 
+#: Value types of the key/value lists `map.get_key` accepts (keys are VARCHAR or BIGINT).
+KV_VALUE_TYPES: tuple[str, ...] = (
+    "VARCHAR",
+    "BIGINT",
+    "BOOLEAN",
+    "DOUBLE",
+    "STRUCT(branch VARCHAR)",
+    "STRUCT(branch VARCHAR, extra STRUCT(type VARCHAR, enrollment_id VARCHAR))",
+)
+KV_KEY_TYPES: tuple[str, ...] = ("VARCHAR", "BIGINT")
+KV_LIST_TYPES: tuple[str, ...] = tuple(
+    f"STRUCT(key {k}, value {v})[]" for k in KV_KEY_TYPES for v in KV_VALUE_TYPES
+)
+
+_HIST_VALUES = "STRUCT(key BIGINT, value BIGINT)[]"
+
+# A JSON histogram's `values` object, as a key-sorted list of (key, value) structs.
+_JSON_VALUES = (
+    "list_sort(list_transform("
+    "map_entries(TRY_CAST(json_extract(h, '$.values') AS MAP(VARCHAR, BIGINT))), "
+    "lambda e: {'key': TRY_CAST(e.key AS BIGINT), 'value': e.value}))"
+)
+# The compact form's `key:value,key:value` part.
+_COMPACT_VALUES = (
+    "list_sort(list_transform(list_filter(string_split(split_part(h, ';', 5), ','), lambda kv: kv <> ''), "
+    "lambda kv: {'key': TRY_CAST(split_part(kv, ':', 1) AS BIGINT), "
+    "'value': TRY_CAST(split_part(kv, ':', 2) AS BIGINT)}))"
+)
+_HIST_EXTRACT = (
+    "(h) AS CASE "
+    "WHEN h IS NULL OR trim(h) = '' THEN NULL "
+    "WHEN starts_with(ltrim(h), '{') THEN {"
+    "'bucket_count': TRY_CAST(json_extract_string(h, '$.bucket_count') AS BIGINT), "
+    "'histogram_type': TRY_CAST(json_extract_string(h, '$.histogram_type') AS BIGINT), "
+    "'sum': TRY_CAST(json_extract_string(h, '$.sum') AS BIGINT), "
+    "'range': TRY_CAST(json_extract(h, '$.range') AS BIGINT[]), "
+    f"'values': {_JSON_VALUES}}} "
+    "ELSE {"
+    "'bucket_count': TRY_CAST(split_part(h, ';', 1) AS BIGINT), "
+    "'histogram_type': TRY_CAST(split_part(h, ';', 2) AS BIGINT), "
+    "'sum': TRY_CAST(split_part(h, ';', 3) AS BIGINT), "
+    "'range': TRY_CAST(string_split(split_part(h, ';', 4), ',') AS BIGINT[]), "
+    f"'values': {_COMPACT_VALUES}}} END"
+)
+
+# `list_filter(...)[1]` is NULL when the key is absent, as mozfun returns NULL.
+_GET_KEY_LIST = "list_filter(m, lambda e: e.key = k)[1].value"
+
 MACROS: dict[str, str] = {
-    # mozfun.map.get_key(map, key): the value for key, NULL when absent
-    "mozfun_map_get_key": "(m, k) AS m[k]",
+    # mozfun.map.get_key(map, key): the value for key, NULL when absent (MAPs + every KV list type)
+    "mozfun_map_get_key": ", ".join(
+        ["(m, k) AS m[k]"] + [f"(m {t}, k) AS {_GET_KEY_LIST}" for t in KV_LIST_TYPES]
+    ),
+    # sum of a keyed scalar's values (NULL for an empty or NULL map, as SUM over no rows)
+    "mozfun_map_extract_keyed_scalar_sum": (
+        "(m) AS list_sum(list_transform(m, lambda e: e.value))"
+    ),
     # days since the most recent set bit (0 = seen today), NULL when never seen in the 28 days
     "mozfun_bits28_days_since_seen": (
         "(bits) AS CASE WHEN bits IS NULL OR (bits & 268435455) = 0 THEN NULL "
@@ -20,13 +83,102 @@ MACROS: dict[str, str] = {
         "(bits, start_offset, n_bits) AS "
         "((bits >> (-start_offset - n_bits + 1)) & ((1 << n_bits) - 1)) > 0"
     ),
-    # number of set bits in the 28-day pattern
+    # the 28-day pattern as a string of 0/1, oldest day first
     "mozfun_bits28_to_string": (
         "(bits) AS lpad(bin(bits & 268435455), 28, '0')"
+    ),
+    # ---- histograms --------------------------------------------------------------------------
+    "mozfun_hist_extract": _HIST_EXTRACT,
+    # observations in buckets whose lower bound is >= threshold (0 when none)
+    "mozfun_hist_threshold_count": (
+        "(h, threshold) AS COALESCE(list_sum(list_transform(list_filter("
+        "mozfun_hist_extract(h).values, lambda e: e.key >= threshold), lambda e: e.value)), 0)"
+    ),
+    # several extracted histograms (a list, e.g. from ARRAY_AGG) summed bucket by bucket
+    "mozfun_hist_merge": (
+        "(hists) AS CASE WHEN len(list_filter(hists, lambda x: x IS NOT NULL)) = 0 THEN NULL ELSE {"
+        "'bucket_count': list_max(list_transform(hists, lambda x: x.bucket_count)), "
+        "'histogram_type': list_max(list_transform(hists, lambda x: x.histogram_type)), "
+        "'sum': list_sum(list_transform(hists, lambda x: x.sum)), "
+        "'range': list_max(list_transform(hists, lambda x: x.range)), "
+        "'values': (SELECT list_sort(list({'key': u.key, 'value': u.value})) FROM ("
+        "SELECT e.key AS key, sum(e.value)::BIGINT AS value "
+        "FROM (SELECT unnest(flatten(list_transform(hists, lambda x: x.values))) AS e) "
+        "GROUP BY e.key) u)} END"
+    ),
+    # for each requested fraction, the smallest bucket whose cumulative share reaches it; NULL for an
+    # empty histogram (a subquery, not lambdas: DuckDB refuses subqueries such as hist.merge's in lambdas)
+    "mozfun_hist_percentiles": (
+        "(hist, percentiles) AS (SELECT CASE WHEN COALESCE(max(total), 0) = 0 THEN NULL "
+        "ELSE list({'percentile': p, 'value': v} ORDER BY i) END FROM ("
+        "SELECT pp.p::DOUBLE AS p, pp.i, min(c.key) FILTER (WHERE c.share >= pp.p) AS v, "
+        "max(c.total) AS total "
+        "FROM (SELECT unnest(percentiles) AS p, generate_subscripts(percentiles, 1) AS i) pp, "
+        "(SELECT e.key AS key, sum(e.value) OVER (ORDER BY e.key) / sum(e.value) OVER () AS share, "
+        "sum(e.value) OVER () AS total FROM (SELECT unnest(struct_extract(hist, 'values')) AS e)) c "
+        "GROUP BY pp.p, pp.i))"
+    ),
+    # udf.keyed_histogram_get_sum(keyed histogram, key): the `sum` of that key's histogram (macros
+    # cannot call the overloaded get_key: its overload is chosen when the body is bound)
+    "udf_keyed_histogram_get_sum": (
+        "(kh, target) AS mozfun_hist_extract(list_filter(kh, lambda e: e.key = target)[1].value).sum"
+    ),
+    # udf.histogram_max_key_with_nonzero_value(histogram): largest bucket holding observations
+    "udf_histogram_max_key_with_nonzero_value": (
+        "(h) AS list_max(list_transform(list_filter(mozfun_hist_extract(h).values, "
+        "lambda e: e.value > 0), lambda e: e.key))"
+    ),
+    # ---- normalisation -----------------------------------------------------------------------
+    # mozfun.norm.os: the OS family name
+    "mozfun_norm_os": (
+        "(os) AS CASE WHEN os IS NULL THEN NULL "
+        "WHEN os ILIKE 'Windows%' OR os ILIKE 'WINNT%' THEN 'Windows' "
+        "WHEN os ILIKE 'Darwin%' OR os ILIKE 'Mac%' THEN 'Mac' "
+        "WHEN os ILIKE '%Android%' THEN 'Android' "
+        "WHEN os ILIKE 'iOS%' OR os ILIKE 'iPhone%' OR os ILIKE 'iPad%' THEN 'iOS' "
+        "WHEN os ILIKE '%Linux%' OR os ILIKE '%BSD%' OR os ILIKE 'SunOS%' OR os ILIKE 'Solaris%' "
+        "THEN 'Linux' ELSE 'Other' END"
+    ),
+    # mozfun.norm.windows_version_info(os, os_version, build): 'Windows 10', 'Windows 11', ...
+    "mozfun_norm_windows_version_info": (
+        "(os, os_version, build) AS CASE "
+        "WHEN os IS NULL OR NOT (os ILIKE 'Windows%' OR os ILIKE 'WINNT%') THEN NULL "
+        "WHEN os_version = '10.0' AND build >= 22000 THEN 'Windows 11' "
+        "WHEN os_version = '10.0' THEN 'Windows 10' "
+        "WHEN os_version = '6.3' THEN 'Windows 8.1' "
+        "WHEN os_version = '6.2' THEN 'Windows 8' "
+        "WHEN os_version = '6.1' THEN 'Windows 7' "
+        "WHEN os_version = '6.0' THEN 'Windows Vista' "
+        "WHEN os_version IN ('5.1', '5.2') THEN 'Windows XP' "
+        "ELSE NULL END"
+    ),
+    # Fenix/Focus build ids (client_info.app_build) to their build time: 8-digit `yDDDHHmm` (years
+    # since 2018, day of year, hour, minute) or 10-digit, whose bits 3..19 count hours since 2014-12-28
+    "mozfun_norm_fenix_build_to_datetime": (
+        "(b) AS CASE "
+        "WHEN length(b) = 8 AND TRY_CAST(b AS BIGINT) IS NOT NULL AND substr(b, 5, 2) < '24' "
+        "AND substr(b, 7, 2) < '60' THEN make_timestamp(2018 + CAST(substr(b, 1, 1) AS BIGINT), 1, 1, "
+        "CAST(substr(b, 5, 2) AS BIGINT), CAST(substr(b, 7, 2) AS BIGINT), 0) "
+        "+ to_days(CAST(substr(b, 2, 3) AS INTEGER) - 1) "
+        "WHEN length(b) = 10 AND TRY_CAST(b AS BIGINT) IS NOT NULL "
+        "THEN TIMESTAMP '2014-12-28 00:00:00' "
+        "+ to_hours(CAST((CAST(b AS BIGINT) & 1048575) >> 3 AS INTEGER)) "
+        "ELSE NULL END"
+    ),
+    # ---- statistics --------------------------------------------------------------------------
+    # most frequent element; ties go to the one seen last
+    "mozfun_stats_mode_last": (
+        "(xs) AS (SELECT x FROM (SELECT unnest(xs) AS x, generate_subscripts(xs, 1) AS i) "
+        "WHERE x IS NOT NULL GROUP BY x ORDER BY count(*) DESC, max(i) DESC LIMIT 1)"
     ),
 }
 
 
 def macro_statements() -> list[str]:
-    """CREATE MACRO statements for a fresh DuckDB connection."""
+    """CREATE MACRO statements for a fresh DuckDB connection (dependencies first)."""
     return [f"CREATE OR REPLACE MACRO {name}{body}" for name, body in MACROS.items()]
+
+
+def macro_names() -> frozenset[str]:
+    """Functions the local engine provides, by macro name (for clear "unknown function" errors)."""
+    return frozenset(MACROS)

@@ -26,11 +26,41 @@ def udf_macro_name(*parts: str) -> str:
     return "_".join(p.lower() for p in parts if p)
 
 
-def _rename_udf_calls(sql: str) -> str:
+def rename_udf_calls(sql: str) -> str:
+    """BigQuery SQL with every persistent-function call renamed to its macro name (still BigQuery)."""
+
     def repl(m: re.Match) -> str:
         return udf_macro_name(*(g for g in m.groups() if g))
 
     return _UDF_CALL.sub(repl, sql)
+
+
+def _array_agg_limit(node: exp.Expression) -> exp.Expression:
+    """`ARRAY_AGG(x ORDER BY y LIMIT n)`: DuckDB has no LIMIT there, so slice the ordered list."""
+    if isinstance(node, exp.ArrayAgg) and isinstance(node.this, exp.Limit):
+        limit = node.this
+        node.set("this", limit.this)
+        return exp.Anonymous(
+            this="list_slice", expressions=[node, exp.Literal.number(1), limit.expression.copy()]
+        )
+    return node
+
+
+def _unaliased_unnest(node: exp.Expression) -> exp.Expression:
+    """`FROM UNNEST(list_of_structs)` without an alias: BigQuery exposes the struct fields as columns
+    (`SELECT SUM(value) FROM UNNEST(hist.values)`); DuckDB's table function gives one struct column,
+    so read the list through a projection that expands the fields."""
+    if (
+        isinstance(node, exp.Unnest)
+        and isinstance(node.parent, exp.From | exp.Join)
+        and not node.args.get("alias")
+        and not node.args.get("offset")
+        and len(node.expressions) == 1
+    ):
+        max_depth = exp.PropertyEQ(this=exp.to_identifier("max_depth"), expression=exp.Literal.number(2))
+        explode = exp.Explode(this=node.expressions[0].copy(), expressions=[max_depth])
+        return exp.Subquery(this=exp.Select(expressions=[explode]))
+    return node
 
 
 class TranspileError(ValueError):
@@ -47,7 +77,7 @@ def to_duckdb(sql: str, resolve_table: TableResolver) -> str:
     `read_parquet(...)` call or a subquery), or None to leave the reference as it is (CTEs).
     """
     try:
-        statements = sqlglot.parse(_rename_udf_calls(sql), read="bigquery")
+        statements = sqlglot.parse(rename_udf_calls(sql), read="bigquery")
     except sqlglot.errors.ParseError as e:
         raise TranspileError(f"SQL does not parse as BigQuery: {e}") from e
     out = []
@@ -78,5 +108,7 @@ def to_duckdb(sql: str, resolve_table: TableResolver) -> str:
             return exp.alias_(replacement, exp.to_identifier(alias), table=True)
 
         tree = tree.transform(replace, copy=False)
+        tree = tree.transform(_array_agg_limit, copy=False)
+        tree = tree.transform(_unaliased_unnest, copy=False)
         out.append(tree.sql(dialect="duckdb"))
     return ";\n".join(out)
