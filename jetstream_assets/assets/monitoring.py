@@ -10,7 +10,7 @@ import pandas as pd
 import pyarrow as pa
 
 from jetstream_assets.assets.cells import today
-from jetstream_assets.assets.common import md_table
+from jetstream_assets.assets.common import OWNERS, code_version, md_table, warehouse_kind
 from jetstream_assets.experimenter.models import Experiment
 from jetstream_assets.experimenter.resource import Experimenter
 from jetstream_assets.monitoring import LOGS_TABLE, QUERY_COST_TABLE
@@ -92,8 +92,9 @@ def experiments_frame(experiments: Iterable[Experiment], on: dt.date) -> pd.Data
 
 @dg.asset(
     group_name="monitoring",
-    kinds={"duckdb", "table"},
-    owners=["team:experimentation"],
+    kinds={warehouse_kind(), "table"},
+    owners=OWNERS,
+    code_version=code_version("assets/monitoring.py", "experimenter"),
     description=(
         "Every experiment Experimenter knows, as the monitoring.experimenter_experiments table "
         "(bigquery-etl's experimenter_experiments_v1 columns): replaced whole on each materialization. "
@@ -131,8 +132,8 @@ def experimenter_experiments(
 logs_spec = dg.AssetSpec(
     LOGS_TABLE,
     group_name="monitoring",
-    kinds={"table"},
-    owners=["team:experimentation"],
+    kinds={warehouse_kind(), "table"},
+    owners=OWNERS,
     deps=ANALYSIS_ASSET_KEYS,
     description=(
         "monitoring.logs: every analysis step appends its WARNING and ERROR log records (timestamp, "
@@ -145,8 +146,8 @@ logs_spec = dg.AssetSpec(
 query_cost_spec = dg.AssetSpec(
     QUERY_COST_TABLE,
     group_name="monitoring",
-    kinds={"table"},
-    owners=["team:experimentation"],
+    kinds={warehouse_kind(), "table"},
+    owners=OWNERS,
     deps=ANALYSIS_ASSET_KEYS,
     description=(
         "monitoring.query_cost: every analysis step appends one row per warehouse query it ran "
