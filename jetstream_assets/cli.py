@@ -83,6 +83,13 @@ def _validate_config(args: argparse.Namespace) -> int:
     return 0 if all(r.valid for r in reports) else 1
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from jetstream_assets.aggregates.api import serve
+
+    serve(home_dir(args.home), port=args.port)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="jetstream-assets", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -124,6 +131,10 @@ def build_parser() -> argparse.ArgumentParser:
     stats = sub.add_parser("statistics", help="One statistic on a per-client Parquet file.")
     add_arguments(stats)
     stats.set_defaults(func=_statistics)
+    srv = sub.add_parser("serve", help="Serve the telemetry aggregates HTTP API (mozaggregator's) on 127.0.0.1.")
+    srv.add_argument("--home", default=None, help=f"Folder for everything (default {DEFAULT_HOME}).")
+    srv.add_argument("--port", type=int, default=8000, help="Port (default 8000).")
+    srv.set_defaults(func=_serve)
     return parser
 
 

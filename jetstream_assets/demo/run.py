@@ -3,6 +3,7 @@ through Dagster into a persistent instance, then say where everything is."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import sys
 import time
@@ -49,17 +50,17 @@ def run_demo(home: Path, clients: int = 100_000) -> int:
     today = current_date()
     home.mkdir(parents=True, exist_ok=True)
     _say(f"Demo home: {home} (analysis up to {today})")
-    _say("[1/4] Experimenter source and metric-hub repository")
+    _say("[1/5] Experimenter source and metric-hub repository")
     experiments = demo_experiments(today)
     write_experimenter_file(experimenter_file(home), today)
     commit = create_config_repo(metric_hub_dir(home))
     _say(f"  {len(experiments)} experiments in {experimenter_file(home)}")
     _say(f"  metric-hub at {metric_hub_dir(home)} (commit {commit[:10]})")
 
-    _say("[2/4] Synthetic telemetry")
+    _say("[2/5] Synthetic telemetry")
     ensure_telemetry(home, clients, today, experiments)
 
-    _say("[3/4] Analysis through Dagster (one run per experiment over its dates)")
+    _say("[3/5] Analysis through Dagster (one run per experiment over its dates)")
     instance = prepare_instance(home)
     defs = build_definitions(home)
     resources = build_resources(home)
@@ -82,7 +83,20 @@ def run_demo(home: Path, clients: int = 100_000) -> int:
         failures += not summary.success
         _say("    " + format_summary(summary).replace("\n", "\n    "))
 
-    _say("[4/4] Results")
+    _say("[4/5] Telemetry aggregates (main pings by submission date and by build id)")
+    from jetstream_assets.aggregates.pings import write_demo_pings
+    from jetstream_assets.assets.aggregates import materialize_aggregates
+
+    started = time.monotonic()
+    pings = write_demo_pings(home, today)
+    days = (pings["end"] - pings["start"]).days + 1
+    materialize_aggregates(
+        [pings["start"] + dt.timedelta(days=n) for n in range(days)], resources["warehouse"], instance=instance, quiet=True
+    )
+    _say(f"  {pings['rows']:,} ping rows over {days} dates aggregated in {time.monotonic() - started:.1f}s; "
+         f"serve them with `jetstream-assets serve --home {home}`")
+
+    _say("[5/5] Results")
     _say(f"  tables:   {home / 'warehouse' / 'mozanalysis'}  (Parquet, one file per table)")
     _say(f"  exports:  {home / 'exports'}  (statistics/, metadata/)")
     _say(f"  Dagster:  JETSTREAM_HOME={home} DAGSTER_HOME={home / 'dagster'} dagster dev -w workspace.yaml")

@@ -1,0 +1,235 @@
+"""Telemetry aggregates as assets: probe buckets, the synthetic main pings, the aggregation checked against
+an independent computation from the pings, and the daily-partitioned assets (backfill over a range in one
+run, reruns that give the same tables, dates without pings, readers that never fail while runs write)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from jetstream_assets.aggregates.compute import (
+    AGGREGATES_DATASET,
+    KEY_COLUMNS,
+    AggregatesError,
+    aggregate_day,
+    parse_table_name,
+    table_name,
+)
+from jetstream_assets.aggregates.pings import (
+    CHANNELS,
+    PingsError,
+    channel_version,
+    generate_day,
+    write_pings,
+)
+from jetstream_assets.aggregates.probes import (
+    DEMO_REGISTRY,
+    Probe,
+    ProbeRegistry,
+    enumerated_buckets,
+    exponential_buckets,
+    linear_buckets,
+)
+from jetstream_assets.aggregates.store import AggregateStore, MetricQuery
+from jetstream_assets.assets.aggregates import (
+    AGGREGATE_ASSETS,
+    AGGREGATES_PARTITIONS,
+    aggregates_job,
+    materialize_aggregates,
+    telemetry_aggregates,
+)
+from jetstream_assets.warehouse.local import LocalWarehouse
+from jetstream_assets_tests.test_aggregates_helpers import FIRST_DAY, build_world, expected_rows
+
+# Firefox's GC_MS (exponential, 1..10000, 50 buckets) bucket lower bounds
+GC_MS_BUCKETS = [0, 1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 14, 17, 20, 24, 29, 34, 40, 48, 57, 68, 81, 96, 114, 135, 160,
+                 190, 226, 268, 318, 378, 449, 533, 633, 752, 894, 1062, 1262, 1500, 1782, 2117, 2516, 2990, 3553,
+                 4222, 5017, 5961, 7083, 8416, 10000]
+
+
+def test_bucket_layouts():
+    assert exponential_buckets(1, 10_000, 50) == GC_MS_BUCKETS
+    assert DEMO_REGISTRY.get("GC_MS").buckets == GC_MS_BUCKETS
+    linear = linear_buckets(1, 100, 51)
+    assert linear[:2] == [0, 1] and linear[-1] == 100 and len(linear) == 51
+    assert all(b > a for a, b in zip(linear, linear[1:]))
+    assert enumerated_buckets(4) == [0, 1, 2, 3, 4]
+    assert DEMO_REGISTRY.get("CANVAS_WEBGL_SUCCESS").buckets == [0, 1, 2]
+    counted = DEMO_REGISTRY.get("URLCLASSIFIER_UPDATE_ERROR")
+    assert counted.value_bucketed and counted.buckets[:3] == [0, 1, 2]
+    probe = DEMO_REGISTRY.get("GC_MS")
+    assert probe.bucket_index([-5, 0, 9, 10, 11, 10_000, 99_999]).tolist() == [0, 0, 8, 9, 9, 49, 49]
+    for bad in (lambda: exponential_buckets(0, 10, 5), lambda: linear_buckets(5, 5, 10), lambda: enumerated_buckets(0)):
+        with pytest.raises(ValueError):
+            bad()
+    twice = Probe("X", "histogram", "boolean", "x")
+    with pytest.raises(ValueError, match="same metric"):
+        ProbeRegistry([twice, twice])
+
+
+def test_synthetic_pings_cover_every_dimension_and_kind():
+    day = dt.date(2026, 10, 20)
+    table = generate_day(day, 1_500, seed=3)
+    assert table.equals(generate_day(day, 1_500, seed=3))
+    assert not table.equals(generate_day(day, 1_500, seed=4))
+    df = table.to_pandas()
+    assert set(df["normalized_channel"]) == set(CHANNELS)
+    assert set(df["process"]) == {"parent", "content", "gpu"}
+    assert set(df["probe_type"]) == {"histogram", "keyed_histogram", "scalar", "keyed_scalar"}
+    assert {p.kind for p in DEMO_REGISTRY if not p.is_scalar} == {"exponential", "linear", "enumerated", "boolean",
+                                                                  "count"}
+    assert set(df["probe"]) == {p.name for p in DEMO_REGISTRY}
+    assert set(df["app_name"]) == {"Firefox", "Fennec"}
+    assert set(df.loc[df["app_name"] == "Fennec", "os"]) == {"Android"}
+    assert set(df.loc[df["process"] == "gpu", "os"]) == {"Windows_NT"}
+    assert df.groupby("os")["os_version"].nunique().min() >= 2
+    assert df["architecture"].nunique() >= 4
+    built = pd.to_datetime(df["app_build_id"].str[:8]).dt.date
+    assert (built <= day).all() and built.nunique() > 5
+    for row in df.drop_duplicates(["normalized_channel", "app_build_id"]).itertuples():
+        build_date = dt.date(int(row.app_build_id[:4]), int(row.app_build_id[4:6]), int(row.app_build_id[6:8]))
+        assert int(row.app_version.split(".")[0]) == channel_version(row.normalized_channel, build_date)
+    histograms = df[df["probe_type"].str.endswith("histogram")]
+    assert histograms["hist_values"].map(len).min() >= 1
+    assert df.loc[df["probe_type"].str.endswith("scalar"), "hist_values"].isna().all()
+    assert df.loc[df["probe_type"].str.startswith("keyed"), "key"].notna().all()
+    assert df.loc[~df["probe_type"].str.startswith("keyed"), "key"].isna().all()
+    gc = histograms[histograms["probe"] == "GC_MS"]
+    assert {b["key"] for values in gc["hist_values"] for b in values} <= set(GC_MS_BUCKETS)
+
+
+def test_ping_generation_refuses_bad_arguments(tmp_path):
+    warehouse = LocalWarehouse(root=str(tmp_path))
+    with pytest.raises(PingsError, match="after end"):
+        write_pings(warehouse, dt.date(2026, 10, 2), dt.date(2026, 10, 1))
+    with pytest.raises(PingsError, match="At most"):
+        write_pings(warehouse, dt.date(2024, 1, 1), dt.date(2026, 1, 1))
+    with pytest.raises(PingsError, match="pings_per_day"):
+        write_pings(warehouse, dt.date(2026, 10, 1), dt.date(2026, 10, 1), pings_per_day=0)
+    with pytest.raises(AggregatesError, match="family"):
+        table_name("by_os", dt.date(2026, 10, 1))
+    assert parse_table_name("build_id_20261001") == ("build_id", "20261001")
+    assert parse_table_name("statistics_build_id_20261001") is None
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    return build_world(tmp_path_factory.mktemp("aggregates_pipeline"), days=3, pings_per_day=300, aggregate=False)
+
+
+def test_aggregation_matches_an_independent_computation(world):
+    day = world.days[1]
+    result = aggregate_day(world.warehouse, day)
+    pings = [r for r in world.pings if r["submission_date"] == day]
+    assert result.entries == len(pings)
+    assert not result.unknown_metrics
+    for family in ("submission_date", "build_id"):
+        frame = result.frames[family]
+        got = {tuple(row[c] for c in KEY_COLUMNS): (row["count"], row["sum"], list(row["histogram"]))
+               for row in frame.to_dict("records")}
+        assert len(got) == len(frame)  # one row per key
+        assert got == expected_rows(pings, family)
+    sub = result.frames["submission_date"]
+    assert set(sub["date"]) == {day.strftime("%Y%m%d")}
+    assert sub["count"].sum() == result.frames["build_id"]["count"].sum() == len(pings)
+
+
+def _tables(warehouse):
+    return {t: warehouse.read_table(t, dataset=AGGREGATES_DATASET).sort_values(list(KEY_COLUMNS)).reset_index(drop=True)
+            for t in warehouse.list_tables(dataset=AGGREGATES_DATASET)}
+
+
+def test_backfill_rerun_and_dates_without_pings(world):
+    instance = dg.DagsterInstance.ephemeral()
+    first = materialize_aggregates(world.days, world.warehouse, instance=instance)
+    assert first.success
+    stamps = [d.strftime("%Y%m%d") for d in world.days]
+    assert sorted(world.warehouse.list_tables(dataset=AGGREGATES_DATASET)) == sorted(
+        [f"build_id_{s}" for s in stamps] + [f"submission_date_{s}" for s in stamps])
+    materializations = first.asset_materializations_for_node("telemetry_aggregates")
+    assert {(m.asset_key.to_user_string(), m.partition) for m in materializations} == {
+        (a, d.isoformat()) for a in ("aggregates_by_submission_date", "aggregates_by_build_id") for d in world.days}
+    assert len(instance.get_run_records()) == 1  # the range is one run
+    before = _tables(world.warehouse)
+    untouched = world.warehouse.table_path(f"build_id_{stamps[0]}", AGGREGATES_DATASET).stat().st_mtime_ns
+
+    rerun = dg.materialize([telemetry_aggregates], partition_key=world.days[1].isoformat(),
+                           resources={"warehouse": world.warehouse}, instance=instance)
+    assert rerun.success
+    after = _tables(world.warehouse)
+    assert before.keys() == after.keys()
+    for table in before:
+        pd.testing.assert_frame_equal(before[table], after[table])
+    assert world.warehouse.table_path(f"build_id_{stamps[0]}", AGGREGATES_DATASET).stat().st_mtime_ns == untouched
+
+    # a date without pings: no tables (and none left from earlier runs), said in the metadata
+    empty = world.days[-1] + dt.timedelta(days=1)
+    world.warehouse.write_dataframe(before[f"build_id_{stamps[0]}"].head(3), table_name("build_id", empty),
+                                    dataset=AGGREGATES_DATASET)
+    result = dg.materialize([telemetry_aggregates], partition_key=empty.isoformat(),
+                            resources={"warehouse": world.warehouse}, instance=instance)
+    assert not world.warehouse.table_exists(table_name("build_id", empty), AGGREGATES_DATASET)
+    metadata = result.asset_materializations_for_node("telemetry_aggregates")[0].metadata
+    assert metadata["dates_without_pings"].value == [empty.isoformat()]
+    assert metadata["dagster/row_count"].value == 0
+
+
+def test_a_missing_ping_table_fails_with_a_clear_message(tmp_path):
+    warehouse = LocalWarehouse(root=str(tmp_path))
+    result = materialize_aggregates([FIRST_DAY], warehouse, raise_on_error=False)
+    assert not result.success
+    failure = result.get_step_failure_events()[0].event_specific_data.error.to_string()
+    assert "telemetry.main_pings does not exist" in failure and "jetstream-assets demo" in failure
+
+
+def test_readers_never_fail_while_runs_rewrite_the_tables(world):
+    materialize_aggregates(world.days, world.warehouse)
+    store = AggregateStore.for_warehouse(world.warehouse)
+    version = str(channel_version("nightly", world.days[0]))
+    stamps = tuple(d.strftime("%Y%m%d") for d in world.days)
+    query = MetricQuery("submission_date", "nightly", version, "GC_MS", stamps)
+    reference = store.aggregates(query, len(DEMO_REGISTRY.get("GC_MS").buckets))
+    assert reference
+    errors, reads = [], []
+    done = threading.Event()
+
+    def read():
+        while not done.is_set():
+            try:
+                fresh = AggregateStore.for_warehouse(world.warehouse)  # no cached catalog either
+                assert store.aggregates(query, 50) == reference
+                assert fresh.channels("build_id") == ["nightly", "beta", "release"]
+                reads.append(1)
+            except Exception as e:  # noqa: BLE001 -- any failure is the finding
+                errors.append(repr(e))
+
+    readers = [threading.Thread(target=read) for _ in range(2)]
+    for thread in readers:
+        thread.start()
+    try:
+        for _ in range(2):
+            assert materialize_aggregates(world.days, world.warehouse).success
+    finally:
+        done.set()
+        for thread in readers:
+            thread.join()
+    assert not errors
+    assert len(reads) > 5
+
+
+def test_assets_and_job_load_in_definitions(world):
+    defs = dg.Definitions(assets=AGGREGATE_ASSETS, jobs=[aggregates_job], resources={"warehouse": world.warehouse})
+    job = defs.resolve_job_def("telemetry_aggregates")
+    assert job.partitions_def == AGGREGATES_PARTITIONS
+    graph = defs.resolve_asset_graph()
+    for key in ("aggregates_by_submission_date", "aggregates_by_build_id"):
+        node = graph.get(dg.AssetKey(key))
+        assert node.group_name == "telemetry_aggregates"
+        assert node.partitions_def == AGGREGATES_PARTITIONS
+        assert node.backfill_policy == dg.BackfillPolicy.single_run()
+        assert dg.AssetKey(["telemetry", "main_pings"]) in node.parent_keys
+        assert node.code_version
