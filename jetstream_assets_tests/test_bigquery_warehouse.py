@@ -399,3 +399,17 @@ def test_a_dagster_run_resolves_env_vars_and_uses_the_warehouse(client, monkeypa
     assert materialization.metadata["table"].value == "run-time-project.results_at_run_time.enrollments_probe"
     assert materialization.metadata["cost"].value == pytest.approx(0.0006)
     assert str(client.queries[-1][1].destination) == "run-time-project.results_at_run_time.enrollments_probe"
+
+
+def test_list_columns_load_as_repeated_fields():
+    """Histogram bucket counts (the telemetry aggregates) are ARRAY<INT64> on BigQuery."""
+    import numpy as np
+    import pandas as pd
+
+    from jetstream_assets.warehouse.bigquery import dataframe_schema
+
+    df = pd.DataFrame({"histogram": [np.array([1, 2, 3]), np.array([0])], "sums": [[1.5], [2.5, 3.5]],
+                       "metric": ["GC_MS", "GC_MS"]})
+    fields = {f.name: (f.field_type, f.mode) for f in dataframe_schema(df)}
+    assert fields == {"histogram": ("INT64", "REPEATED"), "sums": ("FLOAT64", "REPEATED"),
+                      "metric": ("STRING", "NULLABLE")}

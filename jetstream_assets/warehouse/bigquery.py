@@ -25,6 +25,7 @@ import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+import numpy as np
 import pandas as pd
 from dagster import EnvVar
 from dagster_gcp import BigQueryResource
@@ -110,9 +111,17 @@ def dataframe_schema(
 ) -> list[bigquery.SchemaField]:
     """A complete load schema for `df`: `known` fields (an existing table's) win, the rest inferred."""
     known = known or {}
-    return [
-        known.get(str(c)) or bigquery.SchemaField(str(c), _bq_type(str(c), df[c])) for c in df.columns
-    ]
+    return [known.get(str(c)) or _schema_field(str(c), df[c]) for c in df.columns]
+
+
+def _schema_field(column: str, series: pd.Series) -> bigquery.SchemaField:
+    """A column of lists or 1-d arrays (e.g. histogram bucket counts) is REPEATED of its elements' type."""
+    values = series.dropna()
+    sample = values.iloc[0] if not values.empty else None
+    if isinstance(sample, (list, tuple)) or (isinstance(sample, np.ndarray) and sample.ndim == 1):
+        elements = pd.Series([v for row in values for v in row][:1000])
+        return bigquery.SchemaField(column, _bq_type(column, elements), mode="REPEATED")
+    return bigquery.SchemaField(column, _bq_type(column, series))
 
 
 def _reason(error: BaseException) -> str:
