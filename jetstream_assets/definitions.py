@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dagster as dg
 
+from jetstream_assets.assets.aggregates import AGGREGATE_ASSETS, aggregates_job
 from jetstream_assets.assets.monitoring import MONITORING_ASSETS
+from jetstream_assets.assets.telemetry import TELEMETRY_ASSETS
 from jetstream_assets.jobs import ANALYSIS_ASSETS, analysis_job, experimenter_snapshot_job
 from jetstream_assets.resources import build_resources
 from jetstream_assets.sensors.experimenter import experimenter_sensor
@@ -15,8 +17,8 @@ SENSORS = [experimenter_sensor, metric_hub_sensor]
 
 def build_definitions(home=None) -> dg.Definitions:
     return dg.Definitions(
-        assets=[*ANALYSIS_ASSETS, *MONITORING_ASSETS],
-        jobs=[analysis_job, experimenter_snapshot_job],
+        assets=[*TELEMETRY_ASSETS, *ANALYSIS_ASSETS, *MONITORING_ASSETS, *AGGREGATE_ASSETS],
+        jobs=[analysis_job, experimenter_snapshot_job, aggregates_job],
         sensors=SENSORS,
         resources=build_resources(home),
     )

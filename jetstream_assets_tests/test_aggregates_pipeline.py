@@ -223,7 +223,7 @@ def test_readers_never_fail_while_runs_rewrite_the_tables(world):
 
 def test_assets_and_job_load_in_definitions(world):
     defs = dg.Definitions(assets=AGGREGATE_ASSETS, jobs=[aggregates_job], resources={"warehouse": world.warehouse})
-    job = defs.resolve_job_def("telemetry_aggregates")
+    job = defs.resolve_job_def("aggregates")
     assert job.partitions_def == AGGREGATES_PARTITIONS
     graph = defs.resolve_asset_graph()
     for key in ("aggregates_by_submission_date", "aggregates_by_build_id"):

@@ -28,7 +28,8 @@ def test_lineage_runs_enrollments_to_exports():
     graph = defs.resolve_asset_graph()
     parents = {key.to_user_string(): {p.to_user_string() for p in graph.get(key).parent_keys}
                for key in graph.get_all_asset_keys()}
-    assert parents["metrics"] == {"enrollments"}
+    assert parents["metrics"] == {"enrollments", "telemetry/events", "telemetry/clients_daily",
+                                  "telemetry/clients_last_seen"}
     assert parents["statistics"] == {"metrics"}
     assert parents["statistics_export"] == {"statistics"} and parents["metadata_export"] == {"statistics"}
     analysis = {"enrollments", "metrics", "statistics", "statistics_export", "metadata_export"}

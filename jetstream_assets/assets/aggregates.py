@@ -133,7 +133,7 @@ def telemetry_aggregates(context: dg.AssetExecutionContext, warehouse: Warehouse
 AGGREGATE_ASSETS = [main_pings, telemetry_aggregates]
 
 aggregates_job = dg.define_asset_job(
-    "telemetry_aggregates",
+    "aggregates",
     selection=dg.AssetSelection.assets(telemetry_aggregates),
     partitions_def=AGGREGATES_PARTITIONS,
     description="Telemetry aggregates (both families) of submission dates; select a range to backfill.",

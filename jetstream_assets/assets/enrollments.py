@@ -6,7 +6,8 @@ from metric_config_parser.metric import AnalysisPeriod
 
 from jetstream_assets.analysis import Cell, Planner
 from jetstream_assets.assets.cells import noop, run_cells, today
-from jetstream_assets.assets.common import ANALYSIS_ASSET_ARGS, md_table, sql_block
+from jetstream_assets.assets.common import ANALYSIS_ASSET_ARGS, code_version, md_table, sql_block, warehouse_kind
+from jetstream_assets.assets.telemetry import ENROLLMENTS_SOURCES
 from jetstream_assets.checks.enrollments import (
     BRANCH_CLIENTS,
     branch_clients,
@@ -54,7 +55,9 @@ def compute_enrollments(cell: Cell, warehouse: Warehouse) -> dict:
 @dg.asset(
     **ANALYSIS_ASSET_ARGS,
     group_name="experiments",
-    kinds={"duckdb", "sql"},
+    kinds={warehouse_kind(), "sql"},
+    deps=ENROLLMENTS_SOURCES,
+    code_version=code_version("assets/enrollments.py", "sql", "analysis.py", "windows.py", "checks"),
     check_specs=enrollments_check_specs("enrollments"),
     description=(
         "Enrolled clients of the experiment: branch, enrollment date, exposure, and one boolean per "

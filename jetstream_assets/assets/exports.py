@@ -1,40 +1,136 @@
-"""The files a results page reads: statistics per period and the experiment's metadata."""
+"""The files a results page reads: statistics per period and the experiment's metadata, and our own
+self-contained HTML results report (reports/<slug>.html), refreshed with the statistics."""
 
 
 import datetime as dt
+import logging
+from typing import Any
 
 import dagster as dg
 from metric_config_parser.metric import AnalysisPeriod
 
 from jetstream_assets.analysis import Cell
 from jetstream_assets.assets.cells import noop, run_cells
-from jetstream_assets.assets.common import ANALYSIS_ASSET_ARGS
+from jetstream_assets.assets.common import ANALYSIS_ASSET_ARGS, code_version, export_kind
+from jetstream_assets.checks.enrollments import branch_clients
 from jetstream_assets.checks.exports import EXPORTED_PATHS, exports_check_specs, exports_checks
 from jetstream_assets.config.metric_hub import MetricHub
 from jetstream_assets.experimenter.resource import Experimenter
 from jetstream_assets.exports.metadata import build_metadata
+from jetstream_assets.exports.report import build_report
 from jetstream_assets.exports.statistics import statistics_export as statistics_export_rows
-from jetstream_assets.exports.store import ExportStore, metadata_path, statistics_path
+from jetstream_assets.exports.store import (
+    ExportStore,
+    errors_path,
+    metadata_path,
+    report_path,
+    statistics_path,
+)
 from jetstream_assets.sql import names
+from jetstream_assets.statistics import STATISTICS
 from jetstream_assets.warehouse.base import Warehouse
 
+logger = logging.getLogger("jetstream_assets")
 
-def export_statistics(cell: Cell, warehouse: Warehouse, store: ExportStore) -> dict:
+
+def _link(uri: str) -> dg.MetadataValue:
+    return dg.MetadataValue.url(uri) if "://" in uri else dg.MetadataValue.path(uri)
+
+
+def metadata_payload(cell: Cell, metric_hub: MetricHub) -> dict[str, Any]:
+    """The content of metadata/metadata_<slug>.json for the cell's resolved config."""
+    return build_metadata(
+        cell.resolved.config,
+        metric_hub.load().configs,
+        analysis_start_time=dt.datetime.now(dt.timezone.utc),
+        external_config_url=None,  # the schema wants an http(s) URL: metric-hub's file URL
+        has_custom_config=cell.resolved.config_file is not None,
+        commit=cell.resolved.commit,
+    )
+
+
+def _enrolled(cell: Cell, warehouse: Warehouse) -> tuple[dict[str, int], dict[str, int]]:
+    """Enrolled and exposed clients per branch, from the experiment's enrollments table."""
+    table = names.enrollments_table(cell.slug)
+    if not warehouse.table_exists(table):
+        return {}, {}
+    counts = warehouse.query(
+        f"SELECT branch, COUNT(*) AS clients, COUNT(exposure_date) AS exposed "
+        f"FROM `{warehouse.table_ref(table)}` GROUP BY branch ORDER BY branch"
+    )
+    return branch_clients(counts), branch_clients(counts[["branch"]].assign(clients=counts["exposed"]))
+
+
+def write_report(
+    cell: Cell,
+    statistics: dict[str, list[dict]],
+    warehouse: Warehouse,
+    store: ExportStore,
+    metric_hub: MetricHub,
+) -> str:
+    """Build and write reports/<slug>.html from this cell's exports; returns its URI."""
+    try:
+        metadata = metadata_payload(cell, metric_hub)
+    except Exception as e:  # noqa: BLE001 - the report still shows results, with default names
+        logger.warning(f"Results report of {cell.slug}: metric names and directions unavailable: {e}",
+                       extra={"experiment": cell.slug})
+        metadata = store.read_json(metadata_path(cell.slug)) if store.exists(metadata_path(cell.slug)) else None
+    enrolled, exposed = _enrolled(cell, warehouse)
+    errors = store.read_json(errors_path(cell.slug)) if store.exists(errors_path(cell.slug)) else []
+    expected = {
+        period.value: [
+            (s.metric.name, STATISTICS[s.statistic.name].output if s.statistic.name in STATISTICS else s.statistic.name)
+            for s in summaries
+        ]
+        for period, summaries in cell.resolved.config.metrics.items()
+        if period.value in statistics
+    }
+    html = build_report(
+        cell.slug,
+        statistics=statistics,
+        metadata=metadata,
+        enrollments=enrolled,
+        exposures=exposed,
+        ratios={b.slug: b.ratio for b in cell.experiment.branches},
+        reference_branch=cell.resolved.config.experiment.reference_branch,
+        errors=errors,
+        expected=expected,
+        analysis_date=cell.analysis_date,
+        config_commit=cell.resolved.commit,
+    )
+    return store.write_text(report_path(cell.slug), html)
+
+
+def export_statistics(
+    cell: Cell, warehouse: Warehouse, store: ExportStore, metric_hub: MetricHub | None = None
+) -> dict:
+    """Write every statistics view of the experiment as its export, then (with `metric_hub`) the report."""
     if not cell.windows:
         return noop(f"No analysis window of {cell.slug} closed on {cell.analysis_date}: nothing new to export.")
     files = {}
     paths = []
+    exported: dict[str, list[dict]] = {}
     for period in AnalysisPeriod:
         view = names.statistics_view(cell.slug, period)
         if not warehouse.table_exists(view):
             continue
-        rows = warehouse.read_table(view)
+        rows = statistics_export_rows(warehouse.read_table(view), slug=cell.slug, period=period.value)
         path = statistics_path(cell.slug, period.table_suffix)
-        uri = store.write_json(path, statistics_export_rows(rows, slug=cell.slug, period=period.value))
+        uri = store.write_json(path, rows)
+        exported[period.value] = rows
         paths.append(path)
-        files[period.table_suffix] = dg.MetadataValue.url(uri) if "://" in uri else dg.MetadataValue.path(uri)
+        files[period.table_suffix] = _link(uri)
+    metadata: dict[str, Any] = {}
+    if metric_hub is not None:
+        try:
+            metadata["report"] = _link(write_report(cell, exported, warehouse, store, metric_hub))
+        except Exception as e:  # noqa: BLE001 - the statistics files are written; the report says nothing wrong
+            logger.error(f"Results report of {cell.slug} not written: {e}", exc_info=True,
+                         extra={"experiment": cell.slug})
+            metadata["report_error"] = str(e)
     return {
         "files": len(files),
+        **metadata,
         **{f"export_{k}": v for k, v in files.items()},
         EXPORTED_PATHS: dg.MetadataValue.json(paths),  # what the exports_valid check reads back
     }
@@ -43,19 +139,10 @@ def export_statistics(cell: Cell, warehouse: Warehouse, store: ExportStore) -> d
 def export_metadata(cell: Cell, metric_hub: MetricHub, store: ExportStore) -> dict:
     if not cell.windows:
         return noop(f"No analysis window of {cell.slug} closed on {cell.analysis_date}: metadata unchanged.")
-    loaded = metric_hub.load()
-    config_file = cell.resolved.config_file
-    payload = build_metadata(
-        cell.resolved.config,
-        loaded.configs,
-        analysis_start_time=dt.datetime.now(dt.timezone.utc),
-        external_config_url=None,  # the schema wants an http(s) URL: metric-hub's file URL
-        has_custom_config=config_file is not None,
-        commit=cell.resolved.commit,
-    )
+    payload = metadata_payload(cell, metric_hub)
     uri = store.write_json(metadata_path(cell.slug), payload)
     return {
-        "file": dg.MetadataValue.url(uri) if "://" in uri else dg.MetadataValue.path(uri),
+        "file": _link(uri),
         "metrics": len(payload.get("metrics", {})),
         "outcomes": ", ".join(payload.get("outcomes", {})),
         "config_commit": cell.resolved.commit or "",
@@ -66,10 +153,15 @@ def export_metadata(cell: Cell, metric_hub: MetricHub, store: ExportStore) -> di
 @dg.asset(
     **ANALYSIS_ASSET_ARGS,
     group_name="exports",
-    kinds={"json"},
+    kinds={"json", export_kind()},
     deps=["statistics"],
+    code_version=code_version("assets/exports.py", "exports"),
     check_specs=exports_check_specs("statistics_export"),
-    description="statistics/statistics_<slug>_<period>.json: every window's statistics so far, per period.",
+    description=(
+        "`statistics/statistics_<slug>_<period>.json`: every window's statistics so far, per period; and "
+        "`reports/<slug>.html`, a self-contained results report (uplift plots per metric, period and segment, "
+        "enrollment counts, sample ratio check, metrics without results)."
+    ),
 )
 def statistics_export(
     context: dg.AssetExecutionContext,
@@ -82,7 +174,7 @@ def statistics_export(
         context,
         experimenter,
         metric_hub,
-        lambda cell: export_statistics(cell, warehouse, export_store),
+        lambda cell: export_statistics(cell, warehouse, export_store, metric_hub),
         checks=exports_checks(export_store),
     )
 
@@ -90,10 +182,11 @@ def statistics_export(
 @dg.asset(
     **ANALYSIS_ASSET_ARGS,
     group_name="exports",
-    kinds={"json"},
+    kinds={"json", export_kind()},
     deps=["statistics"],
+    code_version=code_version("assets/exports.py", "exports"),
     check_specs=exports_check_specs("metadata_export"),
-    description="metadata/metadata_<slug>.json: metric descriptions, outcomes and config overrides.",
+    description="`metadata/metadata_<slug>.json`: metric descriptions, outcomes and config overrides.",
 )
 def metadata_export(
     context: dg.AssetExecutionContext,

@@ -10,7 +10,8 @@ import pandas as pd
 
 from jetstream_assets.analysis import Cell
 from jetstream_assets.assets.cells import CellError, noop, run_cells
-from jetstream_assets.assets.common import ANALYSIS_ASSET_ARGS, md_table, sql_block
+from jetstream_assets.assets.common import ANALYSIS_ASSET_ARGS, code_version, md_table, sql_block, warehouse_kind
+from jetstream_assets.assets.telemetry import METRICS_SOURCES
 from jetstream_assets.config.metric_hub import MetricHub
 from jetstream_assets.config.resolve import ResolvedConfig
 from jetstream_assets.experimenter.resource import Experimenter
@@ -117,11 +118,12 @@ def compute_metrics(cell: Cell, warehouse: Warehouse) -> dict:
 @dg.asset(
     **ANALYSIS_ASSET_ARGS,
     group_name="experiments",
-    kinds={"duckdb", "sql"},
-    deps=["enrollments"],
+    kinds={warehouse_kind(), "sql"},
+    deps=["enrollments", *METRICS_SOURCES],
+    code_version=code_version("assets/metrics.py", "sql", "analysis.py", "windows.py"),
     description=(
         "Per-client metrics of every analysis window that closes on this date: one table per basis "
-        "and period (<slug>_<basis>_<period>_<window>) and views that union the windows."
+        "and period (`<slug>_<basis>_<period>_<window>`) and views that union the windows."
     ),
 )
 def metrics(

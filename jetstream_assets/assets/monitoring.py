@@ -138,7 +138,7 @@ logs_spec = dg.AssetSpec(
     description=(
         "monitoring.logs: every analysis step appends its WARNING and ERROR log records (timestamp, "
         "source, experiment, metric, statistic, analysis_basis, segment, analysis_period, message, "
-        "log_level, exception, filename, func_name, exception_type); errors/errors_<slug>.json is "
+        "log_level, exception, filename, func_name, exception_type); `errors/errors_<slug>.json` is "
         "rewritten from it after each step."
     ),
 )

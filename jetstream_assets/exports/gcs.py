@@ -1,7 +1,7 @@
 """Exports in a GCS bucket (production): the bucket Experimenter reads Jetstream's results from.
 
-Same relative paths as the local store (``statistics/``, ``metadata/``, ``errors/``), optionally under
-a prefix. A GCS object is replaced whole by each upload, so readers never see half a file, as with the
+Same relative paths as the local store (``statistics/``, ``metadata/``, ``errors/``, ``reports/``),
+optionally under a prefix; each object's content type follows its suffix (JSON, or HTML for a report). A GCS object is replaced whole by each upload, so readers never see half a file, as with the
 local store's rename. Outside a Dagster run, a store built with ``dagster.EnvVar`` values must be
 initialised first (``dagster.build_resources({"export_store": store})``).
 """
@@ -16,9 +16,9 @@ from dagster_gcp import GCSResource
 from google.api_core.exceptions import GoogleAPIError, NotFound
 from pydantic import Field, PrivateAttr
 
-from jetstream_assets.exports.store import ExportStore
+from jetstream_assets.exports.store import ExportStore, content_type
 
-CONTENT_TYPE = "application/json"
+CONTENT_TYPE = "application/json"  # of every export but the HTML reports (see store.content_type)
 
 
 class GCSExportError(RuntimeError):
@@ -66,7 +66,7 @@ class GCSExportStore(ExportStore):
     def _put(self, path: str, data: bytes) -> None:
         blob = self._bucket().blob(self._key(path))
         try:
-            blob.upload_from_string(data, content_type=CONTENT_TYPE)
+            blob.upload_from_string(data, content_type=content_type(path))
         except GoogleAPIError as e:
             raise GCSExportError(
                 f"Cannot write {self.uri(path)}: {e}. Check that the bucket exists and the credentials "

@@ -1,7 +1,8 @@
 """Where the exported results files live: a local folder by default, a GCS bucket in production.
 
 Both keep Jetstream's bucket layout (``statistics/``, ``metadata/``, ``errors/``) so Experimenter and
-other readers find the files at the same relative paths whichever store wrote them.
+other readers find the files at the same relative paths whichever store wrote them. ``reports/`` holds our
+own addition: one self-contained HTML results report per experiment.
 """
 
 from __future__ import annotations
@@ -18,6 +19,10 @@ import dagster as dg
 STATISTICS_DIR = "statistics"
 METADATA_DIR = "metadata"
 ERRORS_DIR = "errors"
+REPORTS_DIR = "reports"
+
+# Content type of an export by file suffix (what a GCS object is served as).
+CONTENT_TYPES = {".json": "application/json", ".html": "text/html; charset=utf-8"}
 
 # Table suffixes of the statistics views; each one is one statistics export file.
 PERIOD_SUFFIXES = (
@@ -61,6 +66,16 @@ def errors_path(slug: str) -> str:
     return f"{ERRORS_DIR}/errors_{_require_slug(slug)}.json"
 
 
+def report_path(slug: str) -> str:
+    """``reports/<slug>.html`` (slug spelled as in the other export names): the experiment's results report."""
+    return f"{REPORTS_DIR}/{_require_slug(slug)}.html"
+
+
+def content_type(path: str) -> str:
+    """The content type a store serves the export at ``path`` as (JSON unless the suffix says otherwise)."""
+    return CONTENT_TYPES.get(PurePosixPath(path).suffix.lower(), CONTENT_TYPES[".json"])
+
+
 def dumps_export(payload: Any) -> bytes:
     """Serialise an export payload compactly, as Jetstream's files are; NaN or infinity is a bug upstream."""
     try:
@@ -92,6 +107,21 @@ class ExportStore(dg.ConfigurableResource):
             raise ValueError(f"Cannot write export {path}: {e}") from e
         self._put(path, data)
         return self.uri(path)
+
+    def write_text(self, path: str, text: str) -> str:
+        """Write ``text`` (UTF-8) at ``path``, replacing any previous file atomically; return its URI.
+
+        For exports that are not JSON, such as ``reports/<slug>.html``; the suffix decides the content type.
+        """
+        path = self._check_path(path)
+        if not isinstance(text, str):
+            raise TypeError(f"Cannot write export {path}: text must be a str, got {type(text).__name__}.")
+        self._put(path, text.encode("utf-8"))
+        return self.uri(path)
+
+    def read_text(self, path: str) -> str:
+        path = self._check_path(path)
+        return self._get(path).decode("utf-8")
 
     def read_json(self, path: str) -> Any:
         path = self._check_path(path)
