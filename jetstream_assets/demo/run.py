@@ -93,12 +93,12 @@ def run_demo(home: Path, clients: int = 100_000) -> int:
     materialize_aggregates(
         [pings["start"] + dt.timedelta(days=n) for n in range(days)], resources["warehouse"], instance=instance, quiet=True
     )
-    _say(f"  {pings['rows']:,} ping rows over {days} dates aggregated in {time.monotonic() - started:.1f}s; "
-         f"serve them with `jetstream-assets serve --home {home}`")
+    _say(f"  {pings['rows']:,} ping rows over {days} dates aggregated in {time.monotonic() - started:.1f}s")
 
     _say("[5/5] Results")
     _say(f"  tables:   {home / 'warehouse' / 'mozanalysis'}  (Parquet, one file per table)")
-    _say(f"  exports:  {home / 'exports'}  (statistics/, metadata/)")
+    _say(f"  exports:  {home / 'exports'}  (statistics/, metadata/, errors/, and reports/<slug>.html to open in a browser)")
+    _say(f"  aggregates API: jetstream-assets serve --home {home}")
     _say(f"  Dagster:  JETSTREAM_HOME={home} DAGSTER_HOME={home / 'dagster'} dagster dev -w workspace.yaml")
     _say("            (or `make ui` for the default home), then http://127.0.0.1:3000")
     return 1 if failures else 0
