@@ -1,17 +1,14 @@
-"""The GCS export store against a real GCS emulator server on 127.0.0.1 (anonymous credentials, no internet)."""
+"""The GCS export store against a real GCS gcs_emulator server on 127.0.0.1 (anonymous credentials, no internet)."""
 
 from __future__ import annotations
 
 import json
-import os
-import socket
 import urllib.request
 import uuid
 
 import pandas as pd
 import pytest
 from dagster_gcp import GCSResource
-from gcp_storage_emulator.server import create_server
 from metric_config_parser.metric import AnalysisPeriod
 
 from jetstream_assets.analysis import Cell, Planner
@@ -28,53 +25,31 @@ from jetstream_assets.statistics.results import STATISTIC_COLUMNS
 from jetstream_assets_tests.worlds import TODAY
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def emulator():
-    """A GCS emulator for the module; the client finds it through STORAGE_EMULATOR_HOST."""
-    port = _free_port()
-    server = create_server("127.0.0.1", port, in_memory=True)
-    server.start()
-    previous = os.environ.get("STORAGE_EMULATOR_HOST")
-    os.environ["STORAGE_EMULATOR_HOST"] = f"http://127.0.0.1:{port}"
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
-        if previous is None:
-            os.environ.pop("STORAGE_EMULATOR_HOST", None)
-        else:
-            os.environ["STORAGE_EMULATOR_HOST"] = previous
 
 
 @pytest.fixture
-def bucket(emulator) -> str:
+def bucket(gcs_emulator) -> str:
     name = f"results-{uuid.uuid4().hex[:12]}"
     GCSResource().get_client().create_bucket(name)
     return name
 
 
-def _raw(emulator: str, bucket: str, key: str) -> tuple[bytes, str]:
+def _raw(gcs_emulator: str, bucket: str, key: str) -> tuple[bytes, str]:
     """An object's bytes and content type as any reader of the bucket gets them (plain HTTP)."""
     quoted = urllib.request.quote(key, safe="")
-    with urllib.request.urlopen(f"{emulator}/download/storage/v1/b/{bucket}/o/{quoted}?alt=media") as r:
+    with urllib.request.urlopen(f"{gcs_emulator}/download/storage/v1/b/{bucket}/o/{quoted}?alt=media") as r:
         data = r.read()
-    with urllib.request.urlopen(f"{emulator}/storage/v1/b/{bucket}/o/{quoted}") as r:
+    with urllib.request.urlopen(f"{gcs_emulator}/storage/v1/b/{bucket}/o/{quoted}") as r:
         meta = json.loads(r.read())
     return data, meta["contentType"]
 
 
-def test_write_read_uri_and_content_type_under_a_prefix(emulator, bucket):
+def test_write_read_uri_and_content_type_under_a_prefix(gcs_emulator, bucket):
     store = GCSExportStore(gcs=GCSResource(), bucket=bucket, prefix="/jetstream/")
     path = metadata_path("my-exp")
     uri = store.write_json(path, {"b": [1, 2.5, None], "a": "é"})
     assert uri == f"gs://{bucket}/jetstream/metadata/metadata_my_exp.json" == store.uri(path)
-    data, content_type = _raw(emulator, bucket, "jetstream/metadata/metadata_my_exp.json")
+    data, content_type = _raw(gcs_emulator, bucket, "jetstream/metadata/metadata_my_exp.json")
     assert content_type == "application/json"
     assert json.loads(data.decode("utf-8")) == {"b": [1, 2.5, None], "a": "é"}
     assert store.read_json(path) == {"b": [1, 2.5, None], "a": "é"}
@@ -113,13 +88,13 @@ def test_missing_file_and_bad_paths_get_clear_errors(bucket):
     assert not store.exists(metadata_path("x"))  # nothing half-written
 
 
-def test_a_missing_bucket_is_an_error_naming_the_uri(emulator):
+def test_a_missing_bucket_is_an_error_naming_the_uri(gcs_emulator):
     store = GCSExportStore(gcs=GCSResource(), bucket="no-such-bucket-here")
     with pytest.raises(GCSExportError, match="gs://no-such-bucket-here/metadata/metadata_x.json.*bucket exists"):
         store.write_json(metadata_path("x"), {})
 
 
-def test_bucket_with_a_path_is_refused(emulator):
+def test_bucket_with_a_path_is_refused(gcs_emulator):
     store = GCSExportStore(gcs=GCSResource(), bucket="gs://results/jetstream")
     with pytest.raises(GCSExportError, match="bucket name only.*JETSTREAM_GCS_PREFIX"):
         store.exists(metadata_path("x"))
@@ -165,7 +140,7 @@ def week_cell(tmp_path_factory) -> tuple[Cell, MetricHub, ViewsOnly]:
     return cell, metric_hub, ViewsOnly({names.statistics_view(slug, AnalysisPeriod.WEEK): rows})
 
 
-def test_statistics_and_metadata_exports_go_through_gcs_and_validate(emulator, bucket, week_cell):
+def test_statistics_and_metadata_exports_go_through_gcs_and_validate(gcs_emulator, bucket, week_cell):
     cell, metric_hub, warehouse = week_cell
     store = GCSExportStore(gcs=GCSResource(), bucket=bucket, prefix="v1")
 
@@ -174,7 +149,7 @@ def test_statistics_and_metadata_exports_go_through_gcs_and_validate(emulator, b
     assert stats["files"] == 1 and stats["exported_paths"].value == [weekly]
     assert stats["export_weekly"].value == f"gs://{bucket}/v1/{weekly}"  # a URL in the UI, not a path
     assert validation_error(store, weekly) is None  # read back through GCS, checked against the schema
-    data, content_type = _raw(emulator, bucket, f"v1/{weekly}")
+    data, content_type = _raw(gcs_emulator, bucket, f"v1/{weekly}")
     exported = json.loads(data)
     assert content_type == "application/json"
     assert [(r["branch"], r["comparison"], r["window_index"]) for r in exported] == [

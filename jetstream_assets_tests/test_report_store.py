@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
 import urllib.request
 import uuid
 from pathlib import Path
 
 import pytest
 from dagster_gcp import GCSResource
-from gcp_storage_emulator.server import create_server
 
 from jetstream_assets.exports.gcs import GCSExportStore
 from jetstream_assets.exports.store import LocalExportStore, content_type, report_path
@@ -47,41 +44,20 @@ def test_local_store_writes_html_atomically_and_reads_it_back(tmp_path: Path):
         store.write_text(report_path("my-exp"), PAGE.encode())
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def emulator():
-    port = _free_port()
-    server = create_server("127.0.0.1", port, in_memory=True)
-    server.start()
-    previous = os.environ.get("STORAGE_EMULATOR_HOST")
-    os.environ["STORAGE_EMULATOR_HOST"] = f"http://127.0.0.1:{port}"
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
-        if previous is None:
-            os.environ.pop("STORAGE_EMULATOR_HOST", None)
-        else:
-            os.environ["STORAGE_EMULATOR_HOST"] = previous
-
-
-def test_gcs_store_serves_the_report_as_html(emulator):
+def test_gcs_store_serves_the_report_as_html(gcs_emulator):
     bucket = f"results-{uuid.uuid4().hex[:12]}"
     GCSResource().get_client().create_bucket(bucket)
     store = GCSExportStore(gcs=GCSResource(), bucket=bucket, prefix="jetstream")
     uri = store.write_text(report_path("my-exp"), PAGE)
     assert uri == f"gs://{bucket}/jetstream/reports/my_exp.html"
     key = urllib.request.quote("jetstream/reports/my_exp.html", safe="")
-    with urllib.request.urlopen(f"{emulator}/storage/v1/b/{bucket}/o/{key}") as r:
+    with urllib.request.urlopen(f"{gcs_emulator}/storage/v1/b/{bucket}/o/{key}") as r:
         assert json.loads(r.read())["contentType"].startswith("text/html")
     assert store.read_text(report_path("my-exp")) == PAGE
     # JSON exports keep their content type
     store.write_json("metadata/metadata_my_exp.json", {"a": 1})
     key = urllib.request.quote("jetstream/metadata/metadata_my_exp.json", safe="")
-    with urllib.request.urlopen(f"{emulator}/storage/v1/b/{bucket}/o/{key}") as r:
+    with urllib.request.urlopen(f"{gcs_emulator}/storage/v1/b/{bucket}/o/{key}") as r:
         assert json.loads(r.read())["contentType"] == "application/json"

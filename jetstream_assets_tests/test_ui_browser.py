@@ -17,7 +17,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -35,7 +34,7 @@ from jetstream_assets.exports.store import report_path, statistics_path
 from jetstream_assets.resources import build_resources, experimenter_file, metric_hub_dir
 from jetstream_assets.runner import run_experiment
 from jetstream_assets.sql import names
-from jetstream_assets_tests.worlds import TODAY
+from jetstream_assets_tests.worlds import TODAY, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 SCREENSHOTS = ROOT / "docs" / "screenshots"
@@ -54,11 +53,6 @@ telemetry:
 TIMEOUT_MS = 30_000
 RUN_TIMEOUT_MS = 120_000
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _analysis_dates(record: dict) -> list[dt.date]:
@@ -79,7 +73,7 @@ def _environment(home: Path) -> dict[str, str]:
 @contextlib.contextmanager
 def _webserver(env: dict[str, str], log: Path):
     """dagster-webserver in its own process group (its code server is a child), killed as a group."""
-    port = _free_port()
+    port = free_port()
     binary = Path(sys.executable).parent / "dagster-webserver"
     with log.open("wb") as out:
         proc = subprocess.Popen(
