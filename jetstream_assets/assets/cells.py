@@ -83,9 +83,11 @@ def run_cells(
     *,
     warehouse: Warehouse | None = None,
     export_store: ExportStore | None = None,
+    prepare: Callable[[Planner], None] | None = None,
 ) -> dg.MaterializeResult:
     """Plan and compute every cell of the step; `checks` turns the (plan, metadata) of all cells into the
-    asset's check results (one per declared check, every step).
+    asset's check results (one per declared check, every step). `prepare` runs first, with the step's
+    planner and under its monitoring (e.g. removing a full rerun's stale outputs).
 
     Monitoring writes through `warehouse` and `export_store`, by default the asset's own `warehouse` and
     `export_store` resources; without a warehouse nothing is monitored, without an export store the
@@ -109,6 +111,8 @@ def run_cells(
         )
     with watch as monitor:
         try:
+            if prepare is not None:
+                prepare(planner)
             result = _run_step(context, planner, keys, compute, checks)
         except dg.Failure:
             raise

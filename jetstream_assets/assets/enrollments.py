@@ -4,8 +4,8 @@
 import dagster as dg
 from metric_config_parser.metric import AnalysisPeriod
 
-from jetstream_assets.analysis import Cell, Planner
-from jetstream_assets.assets.cells import noop, run_cells, today
+from jetstream_assets.analysis import Cell
+from jetstream_assets.assets.cells import noop, run_cells
 from jetstream_assets.assets.common import ANALYSIS_ASSET_ARGS, code_version, md_table, sql_block, warehouse_kind
 from jetstream_assets.assets.telemetry import ENROLLMENTS_SOURCES
 from jetstream_assets.checks.enrollments import (
@@ -71,12 +71,12 @@ def enrollments(
     warehouse: Warehouse,
     export_store: ExportStore,
 ) -> dg.MaterializeResult:
-    # a full rerun first removes the windows and exports its new plan no longer produces
-    purge_before_full_reruns(context, Planner(experimenter, metric_hub, today()), warehouse, export_store)
     return run_cells(
         context,
         experimenter,
         metric_hub,
         lambda cell: compute_enrollments(cell, warehouse),
         checks=enrollments_checks,
+        # a full rerun first removes the windows and exports its new plan no longer produces
+        prepare=lambda planner: purge_before_full_reruns(context, planner, warehouse, export_store),
     )
