@@ -13,12 +13,11 @@ from jetstream_assets.assets.cells import today
 from jetstream_assets.assets.common import OWNERS, code_version, md_table, warehouse_kind
 from jetstream_assets.experimenter.models import Experiment
 from jetstream_assets.experimenter.resource import Experimenter
+from jetstream_assets.jobs import ANALYSIS_ASSETS  # their steps append to the logs and query_cost tables
 from jetstream_assets.monitoring import LOGS_TABLE, QUERY_COST_TABLE
 from jetstream_assets.warehouse.base import Warehouse
 
 EXPERIMENTER_EXPERIMENTS_TABLE = "experimenter_experiments"
-# the analysis assets whose steps append to the logs and query_cost tables
-ANALYSIS_ASSET_KEYS = ["enrollments", "metrics", "statistics", "statistics_export", "metadata_export"]
 PREVIEW_ROWS = 10
 MAX_LISTED_ERRORS = 20
 
@@ -134,7 +133,7 @@ logs_spec = dg.AssetSpec(
     group_name="monitoring",
     kinds={warehouse_kind(), "table"},
     owners=OWNERS,
-    deps=ANALYSIS_ASSET_KEYS,
+    deps=ANALYSIS_ASSETS,
     description=(
         "monitoring.logs: every analysis step appends its WARNING and ERROR log records (timestamp, "
         "source, experiment, metric, statistic, analysis_basis, segment, analysis_period, message, "
@@ -148,7 +147,7 @@ query_cost_spec = dg.AssetSpec(
     group_name="monitoring",
     kinds={warehouse_kind(), "table"},
     owners=OWNERS,
-    deps=ANALYSIS_ASSET_KEYS,
+    deps=ANALYSIS_ASSETS,
     description=(
         "monitoring.query_cost: every analysis step appends one row per warehouse query it ran "
         "(submission_timestamp, destination_table, query, total_bytes_processed, duration_seconds, "
