@@ -29,6 +29,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from jetstream_assets.aggregates.compute import AGGREGATES_DATASET, FAMILIES, parse_table_name
+from jetstream_assets.aggregates.dashboard import dashboard
 from jetstream_assets.aggregates.probes import DEMO_REGISTRY, ProbeRegistry
 from jetstream_assets.aggregates.rules import (
     RequestError,
@@ -194,6 +195,7 @@ def create_app(
         return _error(500, "Internal error; the service log has the details.")
 
     routes = [
+        Route("/", dashboard),
         Route("/status", api.status),
         Route("/filters/", api.filters),
         Route("/aggregates_by/{prefix}/channels/", api.channels),

@@ -17,7 +17,7 @@ from jetstream_assets.checks.exports import EXPORTED_PATHS, exports_check_specs,
 from jetstream_assets.config.metric_hub import MetricHub
 from jetstream_assets.experimenter.resource import Experimenter
 from jetstream_assets.exports.metadata import build_metadata
-from jetstream_assets.exports.report import build_report
+from jetstream_assets.exports.report import Timeline, build_report, configured_methods, failure_page, with_log_fields
 from jetstream_assets.exports.statistics import statistics_export as statistics_export_rows
 from jetstream_assets.exports.store import (
     ExportStore,
@@ -26,6 +26,7 @@ from jetstream_assets.exports.store import (
     report_path,
     statistics_path,
 )
+from jetstream_assets.monitoring import experiment_log_rows
 from jetstream_assets.sql import names
 from jetstream_assets.statistics import STATISTICS
 from jetstream_assets.warehouse.base import Warehouse
@@ -67,8 +68,9 @@ def write_report(
     warehouse: Warehouse,
     store: ExportStore,
     metric_hub: MetricHub,
+    experiment_record: dict | None = None,
 ) -> str:
-    """Build and write reports/<slug>.html from this cell's exports; returns its URI."""
+    """Build and write reports/<slug>.html from this cell's exports and Experimenter record; returns its URI."""
     try:
         metadata = metadata_payload(cell, metric_hub)
     except Exception as e:  # noqa: BLE001 - the report still shows results, with default names
@@ -77,14 +79,7 @@ def write_report(
         metadata = store.read_json(metadata_path(cell.slug)) if store.exists(metadata_path(cell.slug)) else None
     enrolled, exposed = _enrolled(cell, warehouse)
     errors = store.read_json(errors_path(cell.slug)) if store.exists(errors_path(cell.slug)) else []
-    expected = {
-        period.value: [
-            (s.metric.name, STATISTICS[s.statistic.name].output if s.statistic.name in STATISTICS else s.statistic.name)
-            for s in summaries
-        ]
-        for period, summaries in cell.resolved.config.metrics.items()
-        if period.value in statistics
-    }
+    errors = with_log_fields(errors, experiment_log_rows(warehouse, cell.slug).to_dict("records"))  # + windows
     html = build_report(
         cell.slug,
         statistics=statistics,
@@ -94,7 +89,9 @@ def write_report(
         ratios={b.slug: b.ratio for b in cell.experiment.branches},
         reference_branch=cell.resolved.config.experiment.reference_branch,
         errors=errors,
-        expected=expected,
+        methods=configured_methods(cell.resolved.config.metrics, statistics),
+        experiment=experiment_record,
+        timeline=Timeline(cell.start_date, cell.enrollment_period, cell.experiment.end_date),
         analysis_date=cell.analysis_date,
         config_commit=cell.resolved.commit,
     )
@@ -102,7 +99,8 @@ def write_report(
 
 
 def export_statistics(
-    cell: Cell, warehouse: Warehouse, store: ExportStore, metric_hub: MetricHub | None = None
+    cell: Cell, warehouse: Warehouse, store: ExportStore, metric_hub: MetricHub | None = None,
+    experimenter: Experimenter | None = None,
 ) -> dict:
     """Write every statistics view of the experiment as its export, then (with `metric_hub`) the report."""
     if not cell.windows:
@@ -123,10 +121,16 @@ def export_statistics(
     metadata: dict[str, Any] = {}
     if metric_hub is not None:
         try:
-            metadata["report"] = _link(write_report(cell, exported, warehouse, store, metric_hub))
+            record = experimenter.record(cell.slug) if experimenter is not None else None
+            metadata["report"] = _link(write_report(cell, exported, warehouse, store, metric_hub, record))
         except Exception as e:  # noqa: BLE001 - the statistics files are written; the report says nothing wrong
             logger.error(f"Results report of {cell.slug} not written: {e}", exc_info=True,
                          extra={"experiment": cell.slug})
+            try:  # never leave an older report in place as if it were current
+                store.write_text(report_path(cell.slug), failure_page(cell.slug, str(e), cell.analysis_date))
+            except Exception as e2:  # noqa: BLE001
+                logger.error(f"Results report of {cell.slug}: the stale report could not be replaced: {e2}",
+                             extra={"experiment": cell.slug})
             metadata["report_error"] = str(e)
     return {
         "files": len(files),
@@ -174,7 +178,7 @@ def statistics_export(
         context,
         experimenter,
         metric_hub,
-        lambda cell: export_statistics(cell, warehouse, export_store, metric_hub),
+        lambda cell: export_statistics(cell, warehouse, export_store, metric_hub, experimenter),
         checks=exports_checks(export_store),
     )
 

@@ -61,19 +61,23 @@ class Experimenter(dg.ConfigurableResource):
 
     def get(self, slug: str) -> Experiment | None:
         """One experiment, or None when Experimenter does not know the slug."""
+        record = self.record(slug)
+        if record is None:
+            return None
+        experiment = Experiment.from_v8(record)
+        if experiment.slug != slug:
+            raise ExperimenterRecordError(
+                slug, "slug", f"Experimenter answered with a different slug {experiment.slug!r}"
+            )
+        return experiment
+
+    def record(self, slug: str) -> Any:
+        """One experiment's v8 record as Experimenter sent it (name, descriptions...), or None."""
         if self._source() == "url":
-            record = self._get_json(self._experiments_url() + quote(slug, safe="") + "/", missing_ok=True)
-            if record is None:
-                return None
-            experiment = Experiment.from_v8(record)
-            if experiment.slug != slug:
-                raise ExperimenterRecordError(
-                    slug, "slug", f"Experimenter answered with a different slug {experiment.slug!r}"
-                )
-            return experiment
+            return self._get_json(self._experiments_url() + quote(slug, safe="") + "/", missing_ok=True)
         for record in self._read_all():
             if isinstance(record, dict) and record.get("slug") == slug:
-                return Experiment.from_v8(record)
+                return record
         return None
 
     # --- sources -------------------------------------------------------------------------------------
