@@ -62,6 +62,15 @@ def build_world(home: Path, clients: int):
                 os.environ[key] = value
 
 
+def demo_environment(home: Path) -> dict[str, str]:
+    """The process environment of a local demo home: no production engine, "today" pinned to TODAY."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("JETSTREAM_BIGQUERY_", "JETSTREAM_GCS_"))
+           and k not in ("JETSTREAM_EXPERIMENTER_URL", "JETSTREAM_METRIC_HUB_URL", "JETSTREAM_START_DATE")}
+    env.update(JETSTREAM_HOME=str(home), DAGSTER_HOME=str(home / "dagster"), JETSTREAM_TODAY=TODAY.isoformat())
+    return env
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 nobody listens on right now (for servers the tests start)."""
     with socket.socket() as s:
