@@ -29,17 +29,15 @@ from jetstream_assets.aggregates.pings import write_demo_pings
 from jetstream_assets.aggregates.rules import Rules
 from jetstream_assets.assets.aggregates import materialize_aggregates
 from jetstream_assets.definitions import build_definitions
-from jetstream_assets.demo.config_repo import create_config_repo
-from jetstream_assets.demo.experiments import demo_experiments, expected_uplift, write_experimenter_file
-from jetstream_assets.demo.telemetry import generate_telemetry
+from jetstream_assets.demo.experiments import expected_uplift
 from jetstream_assets.exports.report.format import PERIODS, num
 from jetstream_assets.exports.store import report_path, statistics_path
-from jetstream_assets.resources import build_resources, experimenter_file, metric_hub_dir
+from jetstream_assets.resources import build_resources
 from jetstream_assets.runner import run_experiment
 from jetstream_assets.sql import names
 from jetstream_assets.windows import AnalysisPeriod, windows_closing_on
 from jetstream_assets_tests.test_aggregates_helpers import running_server
-from jetstream_assets_tests.worlds import TODAY, demo_environment
+from jetstream_assets_tests.worlds import TODAY, demo_files
 
 ROOT = Path(__file__).resolve().parents[1]
 SCREENSHOTS = ROOT / "docs" / "screenshots"
@@ -66,16 +64,7 @@ def _closing_dates(record: dict) -> list[dt.date]:
 @pytest.fixture(scope="module")
 def demo_home(tmp_path_factory):
     home = tmp_path_factory.mktemp("report_home")
-    env = demo_environment(home)
-    experiments = demo_experiments(TODAY)
-    with pytest.MonkeyPatch.context() as mp:
-        for key in set(__import__("os").environ) - set(env):
-            mp.delenv(key)
-        for key, value in env.items():
-            mp.setenv(key, value)
-        write_experimenter_file(experimenter_file(home), TODAY)
-        create_config_repo(metric_hub_dir(home))
-        generate_telemetry(home / "warehouse", clients=CLIENTS, today=TODAY, experiments=experiments)
+    with demo_files(home, CLIENTS) as (_, experiments):
         with dg.instance_for_test() as instance:
             defs = build_definitions(home)
             for slug in SLUGS:

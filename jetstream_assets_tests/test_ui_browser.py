@@ -26,13 +26,9 @@ import dagster as dg
 import pytest
 
 from jetstream_assets.definitions import build_definitions
-from jetstream_assets.demo.config_repo import create_config_repo
-from jetstream_assets.demo.experiments import demo_experiments, write_experimenter_file
-from jetstream_assets.demo.telemetry import generate_telemetry
 from jetstream_assets.exports.store import report_path
-from jetstream_assets.resources import experimenter_file, metric_hub_dir
 from jetstream_assets.runner import run_experiment
-from jetstream_assets_tests.worlds import TODAY, demo_environment, free_port
+from jetstream_assets_tests.worlds import TODAY, demo_files, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 SCREENSHOTS = ROOT / "docs" / "screenshots"
@@ -99,20 +95,11 @@ def _webserver(env: dict[str, str], log: Path):
 def demo_home(tmp_path_factory):
     """A demo home whose persistent instance holds one experiment's run over its first 14 dates."""
     home = tmp_path_factory.mktemp("ui_home")
-    env = demo_environment(home)
     (home / "dagster").mkdir()
     (home / "dagster" / "dagster.yaml").write_text(DAGSTER_YAML)
-    experiments = demo_experiments(TODAY)
-    record = next(e for e in experiments if e["slug"] == SLUG)
-    dates = _analysis_dates(record)
-    with pytest.MonkeyPatch.context() as mp:
-        for key in set(os.environ) - set(env):
-            mp.delenv(key)
-        for key, value in env.items():
-            mp.setenv(key, value)
-        write_experimenter_file(experimenter_file(home), TODAY)
-        create_config_repo(metric_hub_dir(home))
-        generate_telemetry(home / "warehouse", clients=CLIENTS, today=TODAY, experiments=experiments)
+    with demo_files(home, CLIENTS) as (env, experiments):
+        record = next(e for e in experiments if e["slug"] == SLUG)
+        dates = _analysis_dates(record)
         instance = dg.DagsterInstance.from_config(str(home / "dagster"))
         summary = run_experiment(instance, build_definitions(home), SLUG, dates)
         assert summary.success, summary.errors

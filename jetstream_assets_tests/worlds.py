@@ -71,6 +71,25 @@ def demo_environment(home: Path) -> dict[str, str]:
     return env
 
 
+@contextlib.contextmanager
+def demo_files(home: Path, clients: int):
+    """A demo home's Experimenter file, metric-hub repository and telemetry, with the process environment
+    of the home (demo_environment) set while it is in use; yields (environment, Experimenter records)."""
+    import pytest
+
+    env = demo_environment(home)
+    experiments = demo_experiments(TODAY)
+    with pytest.MonkeyPatch.context() as mp:
+        for key in set(os.environ) - set(env):
+            mp.delenv(key)
+        for key, value in env.items():
+            mp.setenv(key, value)
+        write_experimenter_file(experimenter_file(home), TODAY)
+        create_config_repo(metric_hub_dir(home))
+        generate_telemetry(home / "warehouse", clients=clients, today=TODAY, experiments=experiments)
+        yield env, experiments
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 nobody listens on right now (for servers the tests start)."""
     with socket.socket() as s:

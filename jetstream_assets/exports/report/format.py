@@ -3,8 +3,9 @@ estimate, an interval and a reading of significance are written."""
 
 from __future__ import annotations
 
-import math
 from typing import Any
+
+from jetstream_assets.statistics.results import finite_or_none
 
 # Analysis periods in the order the report's tabs show them, with the tab label and what a window counts.
 PERIODS: dict[str, tuple[str, str]] = {
@@ -60,13 +61,7 @@ def segment_label(segment: str) -> str:
 
 def number(value: Any) -> float | None:
     """A finite float, or None for anything else (missing, text, NaN, infinite, boolean)."""
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        result = float(value)
-    except (TypeError, ValueError):
-        return None
-    return result if math.isfinite(result) else None
+    return None if isinstance(value, bool) else finite_or_none(value)
 
 
 def _signed(text: str) -> str:

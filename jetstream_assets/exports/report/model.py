@@ -260,6 +260,7 @@ class _Period:
     def __init__(self, rows: list[Mapping[str, Any]]):
         self.index: dict[tuple, Mapping[str, Any]] = {}
         self.panels: dict[tuple, set[int]] = {}  # (metric, statistic, segment, basis) -> windows
+        self.by_panel: dict[tuple, list[tuple]] = {}  # (metric, statistic, segment, basis) -> index keys
         self.present: dict[tuple[str, str], set[int]] = {}
         for r in rows:
             window = r["window_index"]
@@ -268,8 +269,9 @@ class _Period:
                 continue
             key = (r["metric"], r["statistic"], r["segment"], r["analysis_basis"])
             self.panels.setdefault(key, set()).add(window)
-            self.index[(*key, window, r["parameter"], r["branch"], r.get("comparison"),
-                        r.get("comparison_to_branch"))] = r
+            full = (*key, window, r["parameter"], r["branch"], r.get("comparison"), r.get("comparison_to_branch"))
+            self.index[full] = r
+            self.by_panel.setdefault(key, []).append(full)
         self.windows = sorted({r["window_index"] for r in rows})
 
     def estimate(self, key: tuple, window: int, parameter, branch: str, comparison, to) -> Estimate | None:
@@ -279,7 +281,7 @@ class _Period:
         return Estimate(number(row.get("point")), number(row.get("lower")), number(row.get("upper")))
 
     def parameters(self, key: tuple, window: int) -> list:
-        found = {k[5] for k in self.index if k[:5] == (*key, window)}
+        found = {k[5] for k in self.by_panel.get(key, []) if k[4] == window}
         return sorted(found, key=lambda p: (p is not None, p or 0))
 
 
@@ -310,10 +312,10 @@ def _panel(found: _Period, key: tuple, period: str, branches: Sequence[str], ref
             rows.append(BranchRow(branch, colors.get(branch, "#777"), "" if parameter is None else f"{parameter:g}",
                                   False, own, difference, relative, css, words))
     points = [
-        Point(k[6], k[4], k[5], number(r.get("point")), number(r.get("lower")), number(r.get("upper")),
-              (k[4] not in unadjusted) if covariate else None)
-        for k, r in found.index.items()
-        if k[:4] == key and k[7] == "relative_uplift" and k[8] == reference and k[6] != reference
+        Point(k[6], k[4], k[5], number(found.index[k].get("point")), number(found.index[k].get("lower")),
+              number(found.index[k].get("upper")), (k[4] not in unadjusted) if covariate else None)
+        for k in found.by_panel[key]
+        if k[7] == "relative_uplift" and k[8] == reference and k[6] != reference
     ]
     plot = None
     if points:
