@@ -28,7 +28,6 @@ from jetstream_assets.exports.store import (
 )
 from jetstream_assets.monitoring import experiment_log_rows
 from jetstream_assets.sql import names
-from jetstream_assets.statistics import STATISTICS
 from jetstream_assets.warehouse.base import Warehouse
 
 logger = logging.getLogger("jetstream_assets")
@@ -80,6 +79,7 @@ def write_report(
     enrolled, exposed = _enrolled(cell, warehouse)
     errors = store.read_json(errors_path(cell.slug)) if store.exists(errors_path(cell.slug)) else []
     errors = with_log_fields(errors, experiment_log_rows(warehouse, cell.slug).to_dict("records"))  # + windows
+    end = cell.resolved.config.experiment.end_date  # with the config's override, as the windows use
     html = build_report(
         cell.slug,
         statistics=statistics,
@@ -91,7 +91,7 @@ def write_report(
         errors=errors,
         methods=configured_methods(cell.resolved.config.metrics, statistics),
         experiment=experiment_record,
-        timeline=Timeline(cell.start_date, cell.enrollment_period, cell.experiment.end_date),
+        timeline=Timeline(cell.start_date, cell.enrollment_period, end.date() if end else None),
         analysis_date=cell.analysis_date,
         config_commit=cell.resolved.commit,
     )
