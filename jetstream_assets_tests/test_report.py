@@ -405,6 +405,9 @@ def test_self_contained_no_network():
     urls = set(re.findall(r"https?://[^\s\"'<>)]+", html))
     assert urls <= {"http://www.w3.org/2000/svg"}  # the SVG namespace is a name, never fetched
     assert html.startswith("<!DOCTYPE html>") and "<style>" in html
+    # and the browser is told so: nothing may be loaded, whatever the page held
+    policy = doc.find("meta", **{"http-equiv": "Content-Security-Policy"})[0]["content"]
+    assert "default-src 'none'" in policy and "connect-src" not in policy
 
 
 def test_deciles_are_shown_per_parameter_of_the_latest_window():
