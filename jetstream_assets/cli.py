@@ -67,7 +67,7 @@ def _statistics(args: argparse.Namespace) -> int:
 
 
 def _validate_config(args: argparse.Namespace) -> int:
-    from jetstream_assets.config.validate import format_reports, validate_configs
+    from jetstream_assets.validation import format_reports, validate_configs
 
     warehouse = None
     if not args.synthetic:

@@ -1,6 +1,6 @@
 """Every firefox_desktop default and outcome metric of the real metric-hub sample runs on the local engine.
 
-Synthetic tables shaped after the configs' own SQL (`demo.sample_tables`) are written once; then the
+Synthetic tables shaped after the configs' own SQL (`validation.synthetic_tables`) are written once; then the
 enrollments query (with every desktop segment) and one metrics query per config (every metric, one
 window) run through `LocalWarehouse.run_query` / `query`.
 """
@@ -12,14 +12,9 @@ import pytest
 from mozilla_nimbus_schemas.jetstream import AnalysisBasis
 
 from jetstream_assets.config import load_metric_hub, resolve_config
-from jetstream_assets.demo.sample_tables import (
-    SampleExperiment,
-    SampleTablesError,
-    experiment_queries,
-    table_schemas,
-    unique_summaries,
-    write_sample_tables,
-)
+from jetstream_assets.validation.sql import experiment_queries, unique_summaries
+from jetstream_assets.validation.synthetic_schemas import SampleTablesError, table_schemas
+from jetstream_assets.validation.synthetic_tables import SampleExperiment, write_sample_tables
 from jetstream_assets.sql.names import enrollments_table
 from jetstream_assets.warehouse.local import LocalWarehouse
 

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from jetstream_assets.config.validate import (
+from jetstream_assets.validation.report import (
     NO_STATISTICS,
     SQL,
     TEMPLATE,
     UNKNOWN_DATA_SOURCE,
     UNKNOWN_METRIC,
-    validate_configs,
 )
+from jetstream_assets.validation import validate_configs
 
 SAMPLE = Path("/work/shared/metric-hub-sample")
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from jetstream_assets.cli import main
-from jetstream_assets.config.validate import (
+from jetstream_assets.validation.report import (
     LOCAL_FUNCTION,
     MISSING_TABLE,
     PARSE,
@@ -16,8 +16,8 @@ from jetstream_assets.config.validate import (
     UNKNOWN_METRIC,
     UNKNOWN_OUTCOME,
     UNKNOWN_STATISTIC,
-    validate_configs,
 )
+from jetstream_assets.validation import validate_configs
 from jetstream_assets.warehouse.local import LocalWarehouse
 
 SAMPLE = Path("/work/shared/metric-hub-sample")

@@ -2,7 +2,7 @@
 SQL calls. Names follow `transpile.udf_macro_name`: `mozfun.map.get_key` is `mozfun_map_get_key`.
 
 Key/value data comes in two shapes locally: the demo telemetry stores maps as DuckDB MAP values, while
-tables shaped like BigQuery's (`sample_tables`) keep BigQuery's ARRAY<STRUCT<key, value>>. DuckDB macros
+tables shaped like BigQuery's (`validation.synthetic_schemas`) keep BigQuery's ARRAY<STRUCT<key, value>>. DuckDB macros
 cannot branch on an argument's type, but they can be overloaded on typed parameters, so `map.get_key` has
 one overload per key/value list type (`KV_LIST_TYPES`) and a generic one for MAPs. A list whose type is
 missing from `KV_LIST_TYPES` falls through to the MAP overload and fails to bind: add its type there.

@@ -1,0 +1,300 @@
+"""Resolve a file the way the analysis will, and the problems resolution finds.
+
+What Jetstream reads from Experimenter (dates, platform) is not looked up: a stand-in experiment is used
+(the config's own `[experiment]` dates when it has them, a recent window otherwise), and an experiment
+config's platform is `--platform` or inferred: the first of the platforms its slug names (`...-android-...`
+is fenix), then firefox_desktop, then the others, that resolves it without problems (else the one with
+fewest).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import datetime as dt
+import re
+
+from metric_config_parser.analysis import AnalysisSpec
+from metric_config_parser.config import Config
+from metric_config_parser.experiment import Branch, BucketConfig, Experiment
+from metric_config_parser.metric import AnalysisPeriod
+
+from jetstream_assets.config.metric_hub import LoadedConfigs
+from jetstream_assets.config.resolve import PLATFORMS, ConfigError, ResolvedConfig, resolve_config
+from jetstream_assets.validation.report import (
+    CONFIG,
+    NO_STATISTICS,
+    PLATFORM,
+    PRE_TREATMENT,
+    SEGMENT,
+    TEMPLATE,
+    UNKNOWN_DATA_SOURCE,
+    UNKNOWN_METRIC,
+    UNKNOWN_OUTCOME,
+    UNKNOWN_STATISTIC,
+    Problem,
+)
+from jetstream_assets.validation.targets import Target, display_name, locate
+
+DEFAULT_ENROLLMENT_DAYS = 7
+DEFAULT_ANALYSIS_DAYS = 21  # Jetstream validates an open-ended experiment over 21 days too
+
+# ----------------------------------------------------------------------------------------------
+# resolution
+
+
+def stand_in_experiment(
+    slug: str, platform: str, today: dt.date, *, outcomes=(), segments=(), type_="v6",
+    group_randomized: bool = False,
+) -> Experiment:
+    """What Experimenter would say about an experiment it is not asked about."""
+    start = today - dt.timedelta(days=DEFAULT_ANALYSIS_DAYS + DEFAULT_ENROLLMENT_DAYS + 1)
+    return Experiment(
+        experimenter_slug=slug,
+        normandy_slug=slug,
+        type=type_,
+        status="Live",
+        branches=[Branch(slug="control", ratio=1), Branch(slug="treatment", ratio=1)],
+        start_date=dt.datetime.combine(start, dt.time(), dt.UTC),
+        end_date=None,
+        proposed_enrollment=DEFAULT_ENROLLMENT_DAYS,
+        enrollment_end_date=None,
+        reference_branch="control",
+        is_high_population=False,
+        app_name=platform,
+        app_id=PLATFORMS[platform].app_id,
+        outcomes=list(outcomes),
+        segments=list(segments),
+        # profile-group randomisation is what Experimenter says for desktop experiments whose
+        # custom enrollment query yields profile group ids
+        bucket_config=BucketConfig(
+            randomization_unit="group_id" if group_randomized else "normandy_id",
+            namespace=slug, start=0, count=100, total=10000,
+        ),
+    )
+
+
+
+_KIND_OF_CAUSE = (
+    (re.compile(r"^unknown metric "), UNKNOWN_METRIC),
+    (re.compile(r"No default definition found for referenced metric|Could not locate metric"),
+     UNKNOWN_METRIC),
+    (re.compile(r"No default definition for data source|data source .* not (found|defined)", re.I),
+     UNKNOWN_DATA_SOURCE),
+    (re.compile(r"template error"), TEMPLATE),
+    (re.compile(r"^unknown statistic "), UNKNOWN_STATISTIC),
+    (re.compile(r"has no statistics"), NO_STATISTICS),
+    (re.compile(r"^outcome .* (does not exist|failed to load)"), UNKNOWN_OUTCOME),
+    (re.compile(r"^segment "), SEGMENT),
+)
+
+
+def _problem_of(error: ConfigError, target: Target) -> Problem:
+    kind = next((k for pattern, k in _KIND_OF_CAUSE if pattern.search(error.cause)), CONFIG)
+    cause = error.cause + (f". {error.hint}" if error.hint else "")
+    return Problem(display_name(target, error.file), error.field, cause, kind, error.line)
+
+
+def _with_config(loaded: LoadedConfigs, slug: str, data: dict) -> LoadedConfigs:
+    """`loaded` plus an experiment config `slug` made of `data` (a validation-only config)."""
+    configs = copy.copy(loaded.configs)
+    spec = AnalysisSpec.from_dict(copy.deepcopy(data))
+    configs.configs = [c for c in loaded.configs.configs if c.slug != slug] + [
+        Config(slug, spec, dt.datetime.now(dt.UTC))
+    ]
+    raw = dict(loaded.raw)
+    raw[loaded.experiment_config_path(slug)] = data
+    return dataclasses.replace(loaded, configs=configs, raw=raw)
+
+
+def _resolve(
+    target: Target, experiment: Experiment, loaded: LoadedConfigs
+) -> tuple[ResolvedConfig | None, list[Problem]]:
+    try:
+        resolved = resolve_config(experiment, loaded)
+    except ConfigError as e:
+        return None, [_problem_of(e, target)]
+    except Exception as e:  # noqa: BLE001 - the parser can fail on inputs resolve_config did not foresee
+        return None, [Problem(target.display, None, f"cannot be resolved: {e}", CONFIG)]
+    problems = [_problem_of(e, target) for e in resolved.errors]
+    problems += _pre_treatment_problems(resolved, target)
+    problems += _metric_reference_problems(resolved, target)
+    return resolved, problems
+
+
+def _pre_treatment_problems(resolved: ResolvedConfig, target: Target) -> list[Problem]:
+    from jetstream_assets.statistics.pre_treatments import resolve_pre_treatment
+
+    out = []
+    seen = set()
+    for summaries in resolved.config.metrics.values():
+        for summary in summaries:
+            for pre in summary.pre_treatments or []:
+                key = (summary.metric.name, summary.statistic.name, pre.name)
+                if key in seen:
+                    continue
+                seen.add(key)
+                try:
+                    resolve_pre_treatment(pre.name, pre.args, summary.metric.name, summary.statistic.name)
+                except Exception as e:  # noqa: BLE001
+                    name = summary.metric.name
+                    file, line = locate(target, ["metrics", name])
+                    out.append(Problem(
+                        file, f"metrics.{name}.statistics.{summary.statistic.name}.pre_treatments",
+                        str(e), PRE_TREATMENT, line,
+                    ))
+    return out
+
+
+def _metric_reference_problems(resolved: ResolvedConfig, target: Target) -> list[Problem]:
+    """Statistic parameters that name metrics (population_ratio's numerator and denominator,
+    linear_model_mean's covariate metric) must name metrics the analysis computes; the parser does
+    not check them and the statistic would fail (or silently lose its covariate) at run time."""
+    computed: dict[AnalysisPeriod, set[str]] = {}
+    for period, summaries in resolved.config.metrics.items():
+        names = computed.setdefault(period, set())
+        for summary in summaries:
+            names.add(summary.metric.name)
+            names.update(d.metric.name for d in summary.metric.depends_on or [])
+    everywhere = set().union(*computed.values()) if computed else set()
+    out, seen = [], set()
+    for period, summaries in resolved.config.metrics.items():
+        for summary in summaries:
+            name, stat = summary.metric.name, summary.statistic.name
+            params = summary.statistic.params or {}
+            checks = []
+            for key in ("numerator", "denominator"):
+                if params.get(key):
+                    deps = {d.metric.name for d in summary.metric.depends_on or []}
+                    checks.append((key, str(params[key]), deps | computed.get(period, set())))
+            cov = params.get("covariate_adjustment")
+            if isinstance(cov, dict) and cov.get("metric"):
+                checks.append(("covariate_adjustment.metric", str(cov["metric"]), everywhere | set(
+                    _defined_metrics(target)
+                )))
+            for key, ref, known in checks:
+                if ref in known or (name, stat, key) in seen:
+                    continue
+                seen.add((name, stat, key))
+                file, line = locate(target, ["metrics", name, "statistics", stat])
+                what = (
+                    f"is not defined for {target.platform}" if key.startswith("covariate")
+                    else "is not computed in this analysis: list it in the metric's depends_on"
+                )
+                out.append(Problem(
+                    file, f"metrics.{name}.statistics.{stat}.{key}",
+                    f"unknown metric {ref!r}: the {stat} statistic of {name!r} needs it, but it {what}",
+                    UNKNOWN_METRIC, line,
+                ))
+    return out
+
+
+def _defined_metrics(target: Target) -> set[str]:
+    """Metric names defined anywhere the target's platform can see (definitions, outcomes, itself)."""
+    loaded = target.loaded
+    if loaded is None:
+        return set()
+    platform = target.platform or "firefox_desktop"
+    rels = [target.rel or "", *loaded.definition_paths(platform), loaded.defaults_path(platform)]
+    rels += [r for r in loaded.raw if r.startswith(f"{loaded.jetstream_prefix}outcomes/{platform}/")]
+    out: set[str] = set()
+    for rel in rels:
+        metrics = (loaded.raw.get(rel) or {}).get("metrics") or {}
+        out.update(k for k, v in metrics.items() if isinstance(v, dict))
+    return out
+
+
+
+_PLATFORM_PROBLEMS = {UNKNOWN_METRIC, UNKNOWN_OUTCOME, UNKNOWN_DATA_SOURCE, SEGMENT, CONFIG}
+#: slug words that name a platform: tried first when inferring an experiment's platform
+_SLUG_PLATFORMS = {"desktop": "firefox_desktop", "ios": "firefox_ios", "android": "fenix", "fenix": "fenix"}
+
+
+def _platform_candidates(slug: str) -> list[str]:
+    hinted = [_SLUG_PLATFORMS[w] for w in slug.lower().split("-") if w in _SLUG_PLATFORMS]
+    return list(dict.fromkeys([*hinted, "firefox_desktop", *PLATFORMS]))
+
+
+def resolve_experiment_config(target: Target, platform: str | None, today: dt.date) -> None:
+    """Resolve an experiment config; without a platform, take the first (slug-hinted platforms, then
+    desktop, then the others) whose definitions resolve it without problems, else the one with fewest."""
+    assert target.loaded is not None
+    slug = target.path.stem
+    raw = target.loaded.raw.get(target.rel or "", {})
+    query = str((raw.get("experiment") or {}).get("enrollment_query") or "")
+    candidates = [platform] if platform else _platform_candidates(slug)
+    best = None
+    for candidate in candidates:
+        target.platform = candidate
+        experiment = stand_in_experiment(slug, candidate, today, group_randomized="profile_group_id" in query)
+        resolved, problems = _resolve(target, experiment, target.loaded)
+        score = (resolved is None, sum(p.kind in _PLATFORM_PROBLEMS for p in problems))
+        if best is None or score < best[0]:
+            best = (score, candidate, resolved, problems)
+        if score == (False, 0):
+            break
+    assert best is not None
+    _, target.platform, target.resolved, problems = best
+    target.report.platform = target.platform
+    if not platform and len(candidates) > 1:
+        target.report.note = "platform inferred; pass --platform to choose"
+    target.report.problems += problems
+
+
+def resolve_outcome(target: Target, today: dt.date) -> None:
+    platform = target.path.parent.name
+    if platform not in PLATFORMS:
+        target.report.problems.append(Problem(
+            target.display, None, f"outcomes of platform {platform!r} are never analysed: Jetstream "
+            f"supports {sorted(PLATFORMS)}", PLATFORM,
+        ))
+        return
+    target.platform = target.report.platform = platform
+    experiment = stand_in_experiment("validate-outcome", platform, today, outcomes=[target.path.stem])
+    target.resolved, problems = _resolve(target, experiment, target.loaded)
+    target.report.problems += problems
+
+
+def resolve_defaults(target: Target, platform: str | None, today: dt.date) -> None:
+    stem = target.path.stem
+    if stem not in PLATFORMS and any(r.endswith(f"definitions/{stem}.toml") for r in target.loaded.raw):
+        target.report.note = f"{stem!r} is not a Jetstream platform: parsed only"
+        return
+    if stem in PLATFORMS:
+        target.platform = stem
+        experiment = stand_in_experiment("validate-defaults", stem, today)
+    else:  # experiment-type defaults (e.g. messaging): applied to experiments of that type
+        target.platform = platform or "firefox_desktop"
+        experiment = stand_in_experiment("validate-defaults", target.platform, today, type_=stem)
+    target.report.platform = target.platform
+    target.resolved, problems = _resolve(target, experiment, target.loaded)
+    target.report.problems += problems
+
+
+def resolve_definitions(target: Target, today: dt.date) -> None:
+    """Every metric and segment a definitions file defines, resolved as one experiment would."""
+    platform = target.path.stem
+    raw = target.loaded.raw.get(target.rel or "", {})
+    if platform not in PLATFORMS:
+        target.report.note = f"{platform!r} is not a Jetstream platform: parsed only"
+        return
+    target.platform = target.report.platform = platform
+    metrics = {k: v for k, v in (raw.get("metrics") or {}).items() if isinstance(v, dict)}
+    segments = [
+        k for k, v in (raw.get("segments") or {}).items() if k != "data_sources" and isinstance(v, dict)
+    ]
+    slug = f"validate-definitions-{platform}".replace("_", "-")
+    data = {
+        "metrics": {
+            "overall": sorted(metrics),
+            # a statistic so every metric resolves; its own statistics (if any) are resolved too
+            **{name: {"statistics": {"count": {}}} for name in metrics},
+        },
+        "experiment": {"segments": segments},
+    }
+    loaded = _with_config(target.loaded, slug, data)
+    target.resolved, problems = _resolve(target, stand_in_experiment(slug, platform, today), loaded)
+    own = display_name(target, loaded.experiment_config_path(slug))
+    target.report.problems += [p for p in problems if p.file != own]
+
+

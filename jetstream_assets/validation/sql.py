@@ -1,0 +1,257 @@
+"""The SQL of a resolved config: the enrollments query and one metrics query per basis over one window
+holding every metric of every period (as Jetstream's `validate` builds them), against a stand-in
+enrollments table so a metric's problem is never blamed on the enrollments.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import attr
+from metric_config_parser.metric import AnalysisPeriod, Summary
+from mozanalysis.experiment import TimeLimits
+from mozilla_nimbus_schemas.jetstream import AnalysisBasis
+
+from jetstream_assets.config.resolve import ResolvedConfig
+from jetstream_assets.sql.queries import bases_for, enrollments_sql, metrics_for, metrics_sql
+from jetstream_assets.validation.report import CONFIG, Problem
+from jetstream_assets.validation.resolution import DEFAULT_ANALYSIS_DAYS, DEFAULT_ENROLLMENT_DAYS
+from jetstream_assets.validation.synthetic_tables import SampleExperiment
+from jetstream_assets.validation.targets import Target
+
+ENROLLMENTS_CTE = "validation_enrollments"
+
+# ----------------------------------------------------------------------------------------------
+# SQL
+
+
+def validation_time_limits(resolved: ResolvedConfig, today: dt.date) -> TimeLimits:
+    """One window over the whole analysis, as Jetstream validates: from the config's dates when it
+    has them (an end date alone places the start before it), else a recent 21-day analysis."""
+    conf = resolved.config.experiment
+    enrollment_days = (conf.enrollment_period or DEFAULT_ENROLLMENT_DAYS - 1) + 1
+    own_start = conf.experiment_spec.start_date
+    end = conf.end_date.date() if conf.end_date else None
+    if own_start is not None:
+        start = conf.start_date.date()
+    elif end is not None:
+        start = end - dt.timedelta(days=enrollment_days + DEFAULT_ANALYSIS_DAYS - 1)
+    else:
+        start = today - dt.timedelta(days=enrollment_days + DEFAULT_ANALYSIS_DAYS + 1)
+    if end is not None:
+        length = (end - start).days - enrollment_days + 1
+        if length < 0:
+            raise ValueError(
+                f"the enrollment period ({enrollment_days} days) is longer than the experiment "
+                f"({start} to {end}): fix enrollment_period, start_date or end_date"
+            )
+        length = max(length, 1)
+    else:
+        length = DEFAULT_ANALYSIS_DAYS
+    return TimeLimits.for_single_analysis_window(
+        first_enrollment_date=start.isoformat(),
+        last_date_full_data=(start + dt.timedelta(days=enrollment_days + length)).isoformat(),
+        analysis_start_days=0,
+        analysis_length_dates=length,
+        num_dates_enrollment=enrollment_days,
+    )
+
+
+def _mock_enrollments(resolved: ResolvedConfig) -> str:
+    """A stand-in enrollments table for metrics dry runs: the enrollments query is dry-run on its own,
+    so a metric's problem is never blamed on the enrollments (two rows: BigQuery refuses a constant
+    one-row table in some plans)."""
+    segments = "".join(f", FALSE AS `{s.name}`" for s in resolved.config.experiment.segments)
+    row = (
+        "SELECT '00000000-0000-4000-8000-000000000000' AS analysis_id, 'control' AS branch, "
+        "DATE('2024-01-01') AS enrollment_date, 1 AS num_enrollment_events, "
+        f"DATE('2024-01-01') AS exposure_date, 1 AS num_exposure_events{segments}"
+    )
+    return f"{row} UNION ALL {row}"
+
+
+def _with_enrollments(metrics_sql: str, resolved: ResolvedConfig) -> str:
+    body = re.sub(r"^\s*WITH\s", "", metrics_sql, count=1, flags=re.IGNORECASE)
+    return f"WITH {ENROLLMENTS_CTE} AS ({_mock_enrollments(resolved)}),\n{body}"
+
+
+def metrics_query(
+    resolved: ResolvedConfig, limits: TimeLimits, basis: AnalysisBasis, names: list[str] | None = None
+) -> str | None:
+    sql = all_metrics_sql(resolved, limits, basis, ENROLLMENTS_CTE, names)
+    return None if sql is None else _with_enrollments(sql, resolved)
+
+
+def _bases(resolved: ResolvedConfig) -> list[AnalysisBasis]:
+    """Bases whose metrics queries differ: without a custom exposure signal the exposures query is the
+    enrollments one plus a filter on the enrollments table, so the enrollments one is enough (Jetstream
+    dry-runs that basis only) unless some metric is analysed on exposures only."""
+    metrics = [s.metric for summaries in resolved.config.metrics.values() for s in summaries]
+    wanted = {b for m in metrics for b in m.analysis_bases}
+    bases = [b for b in (AnalysisBasis.ENROLLMENTS, AnalysisBasis.EXPOSURES) if b in wanted]
+    exposures_only = any(AnalysisBasis.ENROLLMENTS not in m.analysis_bases for m in metrics)
+    if len(bases) == 2 and resolved.config.experiment.exposure_signal is None and not exposures_only:
+        bases = bases[:1]
+    return bases
+
+
+def build_queries(target: Target, today: dt.date) -> None:
+    resolved = target.resolved
+    if resolved is None:
+        return
+    try:
+        target.limits = validation_time_limits(resolved, today)
+    except ValueError as e:
+        target.report.problems.append(Problem(target.display, "experiment.enrollment_period", str(e), CONFIG))
+        return
+    try:
+        target.queries.append(("enrollments", enrollments_sql(resolved, target.limits)))
+    except Exception as e:  # noqa: BLE001 - mozanalysis rejects the enrollment settings
+        target.report.problems.append(
+            Problem(target.display, "experiment", f"the enrollments query cannot be built: {e}", CONFIG)
+        )
+    for basis in _bases(resolved):
+        try:
+            sql = metrics_query(resolved, target.limits, basis)
+        except Exception as e:  # noqa: BLE001 - e.g. a template mozanalysis cannot render
+            target.report.problems.append(
+                Problem(target.display, "metrics", f"the {basis.value} metrics query cannot be built: {e}",
+                        CONFIG)
+            )
+            continue
+        if sql is not None:
+            target.queries.append((f"metrics/{basis.value}", sql))
+
+
+# the local warehouse's message, BigQuery's "Not found: Table p:d.t was not found in location US"
+
+# ----------------------------------------------------------------------------------------------
+# the queries of a resolved config
+
+
+#: Analysis window (start day, length in days) used for each period's sample query.
+PERIOD_WINDOWS: dict[AnalysisPeriod, tuple[int, int]] = {
+    AnalysisPeriod.DAY: (0, 1),
+    AnalysisPeriod.WEEK: (0, 7),
+    AnalysisPeriod.DAYS_28: (0, 28),
+    AnalysisPeriod.OVERALL: (0, 21),
+    AnalysisPeriod.PREENROLLMENT_WEEK: (-7, 7),
+    AnalysisPeriod.PREENROLLMENT_DAYS_28: (-28, 28),
+}
+
+
+def time_limits(experiment: SampleExperiment, period: AnalysisPeriod) -> TimeLimits:
+    """A single analysis window of `period` (Jetstream's first window) for the sample experiment."""
+    start, length = PERIOD_WINDOWS[period]
+    last_full = experiment.last_enrollment_date + dt.timedelta(days=max(start + length, 1))
+    return TimeLimits.for_single_analysis_window(
+        first_enrollment_date=experiment.start_date.isoformat(),
+        last_date_full_data=last_full.isoformat(),
+        analysis_start_days=start,
+        analysis_length_dates=length,
+        num_dates_enrollment=experiment.enrollment_days,
+    )
+
+
+@dataclass(frozen=True)
+class SampleQuery:
+    """One query of a resolved config: the enrollments query, or metrics for a period and basis."""
+
+    label: str  # "enrollments" or "<period>/<basis>"
+    sql: str
+    period: AnalysisPeriod | None = None
+    basis: AnalysisBasis | None = None
+    metrics: tuple[str, ...] = ()
+
+
+def unique_summaries(resolved: ResolvedConfig, names: Iterable[str] | None = None) -> list[Summary]:
+    """Every (metric, statistic) of every period once, in config order; only `names` when given."""
+    wanted = None if names is None else set(names)
+    seen: set[tuple[str, str]] = set()
+    out = []
+    for period in AnalysisPeriod:
+        for summary in resolved.config.metrics.get(period, []):
+            ident = (summary.metric.name, summary.statistic.name)
+            if ident in seen or (wanted is not None and summary.metric.name not in wanted):
+                continue
+            seen.add(ident)
+            out.append(summary)
+    return out
+
+
+def all_metrics_sql(
+    resolved: ResolvedConfig,
+    limits: TimeLimits,
+    basis: AnalysisBasis,
+    enrollments_table: str,
+    names: Iterable[str] | None = None,
+) -> str | None:
+    """One metrics query over one window holding the metrics of every period (as Jetstream's
+    `validate` does); None when no metric has SQL. Restricted to `names` when given."""
+    summaries = [
+        s for s in unique_summaries(resolved, names)
+        if basis in s.metric.analysis_bases
+        and (s.metric.select_expression or s.metric.depends_on)
+    ]
+    if not any(
+        s.metric.select_expression or any(d.metric.select_expression for d in s.metric.depends_on or [])
+        for s in summaries
+    ):
+        return None
+    only = dataclasses.replace(
+        resolved,
+        config=attr.evolve(resolved.config, metrics={AnalysisPeriod.OVERALL: summaries}),
+    )
+    return metrics_sql(only, limits, AnalysisPeriod.OVERALL, basis, enrollments_table)
+
+
+def experiment_queries(
+    resolved: ResolvedConfig,
+    experiment: SampleExperiment,
+    enrollments_table: str = "enrollments",
+    *,
+    per_period: bool = False,
+    bases: Iterable[AnalysisBasis] = (AnalysisBasis.ENROLLMENTS,),
+    names: Iterable[str] | None = None,
+) -> list[SampleQuery]:
+    """The enrollments query and the metrics queries of `resolved` for `experiment`.
+
+    By default one metrics query per basis holds every metric (one `overall`-like window); with
+    `per_period`, each period gets its own query over its first Jetstream window.
+    """
+    names = None if names is None else list(names)
+    limits = time_limits(experiment, AnalysisPeriod.WEEK)
+    out = [SampleQuery("enrollments", enrollments_sql(resolved, limits))]
+    for basis in bases:
+        if per_period:
+            for period in AnalysisPeriod:
+                if basis not in bases_for(resolved, period):
+                    continue
+                metrics = tuple(dict.fromkeys(
+                    s.metric.name for s in metrics_for(resolved, period, basis)
+                    if s.metric.select_expression and (names is None or s.metric.name in names)
+                ))
+                if not metrics:
+                    continue
+                only = dataclasses.replace(resolved, config=attr.evolve(
+                    resolved.config,
+                    metrics={period: [s for s in resolved.config.metrics.get(period, [])
+                                      if s.metric.name in metrics]},
+                ))
+                sql = metrics_sql(only, time_limits(experiment, period), period, basis, enrollments_table)
+                out.append(SampleQuery(f"{period.value}/{basis.value}", sql, period, basis, metrics))
+            continue
+        sql = all_metrics_sql(
+            resolved, time_limits(experiment, AnalysisPeriod.OVERALL), basis, enrollments_table, names
+        )
+        if sql is not None:
+            metrics = tuple(dict.fromkeys(
+                s.metric.name for s in unique_summaries(resolved, names)
+                if s.metric.select_expression and basis in s.metric.analysis_bases
+            ))
+            out.append(SampleQuery(f"all/{basis.value}", sql, None, basis, metrics))
+    return out

@@ -1,0 +1,451 @@
+"""The base tables a set of queries read, each with the columns (and types) the SQL uses.
+
+Every query (enrollments, segments, metrics) is parsed with sqlglot and each column reference is followed
+through data-source subqueries, CTEs, `SELECT *`, aliases and UNNESTs down to the base table it comes
+from; its type comes from how it is used (`synthetic_types`). Key/value columns are kept as BigQuery has
+them (ARRAY<STRUCT<key, value>>): `sql/mozfun.py` provides `map.get_key` for those list types.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import sqlglot
+from sqlglot import exp
+from sqlglot.optimizer.scope import Scope, traverse_scope
+
+from jetstream_assets.sql.mozfun import KV_KEY_TYPES, KV_VALUE_TYPES
+from jetstream_assets.sql.transpile import rename_udf_calls
+from jetstream_assets.validation.synthetic_types import (
+    GLEAN_TYPES,
+    TypeHint,
+    column_path,
+    expr_path,
+    is_client_id,
+    nest,
+    path_rule,
+    usage,
+)
+
+TableKey = tuple[str, str]  # (dataset, table): the local warehouse ignores the project
+
+
+class SampleTablesError(ValueError):
+    """SQL whose tables cannot be derived (it does not parse); the message names the query."""
+
+
+# ----------------------------------------------------------------------------------------------
+# following column references to base tables
+
+
+class _Collector:
+    """Column paths and type hints per base table, gathered from many queries."""
+
+    def __init__(self, exclude_datasets: Iterable[str] = (), unparsable: list[str] | None = None) -> None:
+        self.tables: dict[TableKey, TypeHint] = {}
+        self.exclude = frozenset(exclude_datasets)
+        self.unparsable = unparsable
+        self._active: set[tuple[int, tuple[str, ...]]] = set()
+
+    # -- entry ---------------------------------------------------------------------------------
+    def add_sql(self, sql: str) -> None:
+        try:
+            trees = sqlglot.parse(rename_udf_calls(sql), read="bigquery")
+        except sqlglot.errors.ParseError as e:
+            if self.unparsable is not None:
+                self.unparsable.append(sql)
+                return
+            raise SampleTablesError(f"SQL does not parse as BigQuery: {e}") from e
+        for tree in trees:
+            if tree is None:
+                continue
+            for scope in traverse_scope(tree):
+                self._scope(scope)
+            for table in tree.find_all(exp.Table):  # tables read without naming any column
+                key = self._table_key(table)
+                if key is not None and key[0] not in self.exclude:
+                    self.tables.setdefault(key, TypeHint())
+
+    def _scope(self, scope: Scope) -> None:
+        aliases = self._projection_aliases(scope)
+        clauses = {id(p) for p in scope.expression.expressions} if isinstance(
+            scope.expression, exp.Select
+        ) else set()
+        unnests = [
+            source
+            for _, source in scope.selected_sources.values()
+            if isinstance(source, Scope) and source.is_udtf
+        ]
+        if isinstance(scope.expression, exp.Select):
+            self._star_modifiers(scope, scope.expression)
+            self._join_using(scope, scope.expression)
+        for column in scope.columns:
+            if isinstance(column.this, exp.Star):
+                continue
+            parts, outer = column_path(column)
+            if len(parts) == 1 and parts[0] in aliases and not self._inside(column, clauses):
+                continue  # GROUP BY / ORDER BY on a projection alias
+            # the argument of an UNNEST in this FROM reads the other sources, not the UNNEST
+            skip = next((u for u in unnests if self._inside(column, {id(u.expression)})), None)
+            self._resolve(scope, parts, usage(outer), skip)
+
+    def _join_using(self, scope: Scope, select: exp.Select) -> None:
+        """`JOIN ... USING (c)`: both sides have column `c`."""
+        names = [
+            ident.name
+            for join in select.args.get("joins") or []
+            for ident in join.args.get("using") or []
+        ]
+        if not names:
+            return
+        for _, source in scope.selected_sources.values():
+            if isinstance(source, Scope) and source.is_udtf:
+                continue
+            for name in names:
+                self._attribute(scope, source, [name], TypeHint())
+
+    def _star_modifiers(self, scope: Scope, select: exp.Select) -> None:
+        """`* EXCEPT (a)` / `* REPLACE (x AS b)` name columns the source must have."""
+        for projection in select.expressions:
+            star = projection.this if isinstance(projection, exp.Column) else projection
+            if not isinstance(star, exp.Star):
+                continue
+            qualifier = [projection.table] if isinstance(projection, exp.Column) and projection.table else []
+            names = [e.name for e in star.args.get("except_") or []]
+            names += [r.alias for r in star.args.get("replace") or [] if isinstance(r, exp.Alias)]
+            for name in names:
+                self._resolve(scope, [*qualifier, name], TypeHint())
+
+    @staticmethod
+    def _inside(node: exp.Expression, ids: set[int]) -> bool:
+        while node is not None:
+            if id(node) in ids:
+                return True
+            node = node.parent
+        return False
+
+    @staticmethod
+    def _projection_aliases(scope: Scope) -> set[str]:
+        select = scope.expression
+        if not isinstance(select, exp.Select):
+            return set()
+        return {p.alias for p in select.expressions if isinstance(p, exp.Alias)}
+
+    # -- resolution ----------------------------------------------------------------------------
+    def _resolve(
+        self, scope: Scope, parts: list[str], hint: TypeHint, skip: Scope | None = None
+    ) -> None:
+        """Attribute a column path seen in `scope` (`skip`: an UNNEST whose own argument this is)."""
+        key = (id(scope), tuple(parts))
+        if key in self._active:  # a name that resolves to itself (e.g. via a correlated outer scope)
+            return
+        self._active.add(key)
+        try:
+            self._resolve_once(scope, parts, hint, skip)
+        finally:
+            self._active.discard(key)
+
+    def _resolve_once(self, scope: Scope, parts: list[str], hint: TypeHint, skip: Scope | None) -> None:
+        if len(parts) > 1 and parts[0] in scope.sources and scope.sources[parts[0]] is not skip:
+            source = scope.sources[parts[0]]
+            if not self._glean_table_named_like_column(source, parts):
+                self._attribute(scope, source, parts[1:], hint)
+                return
+        source = self._unqualified_source(scope, parts[0], skip)
+        if source is None:
+            if scope.parent is not None:  # a correlated reference
+                self._resolve(scope.parent, parts, hint)
+            return
+        self._attribute(scope, source, parts, hint)
+
+    @staticmethod
+    def _glean_table_named_like_column(source, parts: list[str]) -> bool:
+        """`metrics.counter.x` reading Glean's `metrics` table unaliased: `metrics` is the column."""
+        return (
+            isinstance(source, exp.Table)
+            and not source.alias
+            and source.name == parts[0]
+            and len(parts) > 2
+            and parts[1].lower() in GLEAN_TYPES
+        )
+
+    def _unqualified_source(self, scope: Scope, name: str, skip: Scope | None = None):
+        # only what FROM/JOIN name: `scope.sources` also lists every CTE in sight
+        sources = [
+            (alias, source)
+            for alias, (_, source) in scope.selected_sources.items()
+            if source is not skip
+        ]
+        if not sources:
+            return None
+        unnests = [(a, s) for a, s in sources if isinstance(s, Scope) and s.is_udtf]
+        others = [(a, s) for a, s in sources if not (isinstance(s, Scope) and s.is_udtf)]
+        for _, source in unnests:
+            if self._unnest_alias(source) == name:
+                return source
+        if not others:
+            return unnests[0][1]
+        if len(others) == 1:
+            return others[0][1]
+        for alias, source in others:  # mozanalysis: enrollments `e` joined with data source `ds`
+            if alias == "ds":
+                return source
+        for _, source in others:
+            if isinstance(source, Scope) and name in self._provided(source):
+                return source
+        for _, source in others:
+            if isinstance(source, Scope) or self._table_key(source) is not None:
+                return source
+        return None
+
+    @staticmethod
+    def _provided(scope: Scope) -> set[str]:
+        select = scope.expression
+        if not isinstance(select, exp.Select):
+            return set()
+        return {p.alias_or_name for p in select.expressions}
+
+    @staticmethod
+    def _unnest_alias(scope: Scope) -> str | None:
+        unnest = scope.expression
+        alias = unnest.args.get("alias") if isinstance(unnest, exp.Unnest) else None
+        if alias is None:
+            return None
+        columns = alias.columns
+        return columns[0].name if columns else alias.name or None
+
+    def _attribute(self, scope: Scope, source, path: list[str], hint: TypeHint) -> None:
+        if isinstance(source, exp.Table):
+            key = self._table_key(source)
+            if key is not None and path:
+                self._record(key, path, hint)
+            return
+        if not isinstance(source, Scope):
+            return
+        if source.is_udtf:
+            self._attribute_unnest(source, path, hint)
+            return
+        select = source.expression
+        if isinstance(select, exp.SetOperation):
+            select = select.this  # the first SELECT of a UNION names the columns
+            while isinstance(select, exp.SetOperation):
+                select = select.this
+        if not isinstance(select, exp.Select) or not path:
+            return
+        name = path[0]
+        stars = []
+        for projection in select.expressions:
+            if isinstance(projection, exp.Star) or (
+                isinstance(projection, exp.Column) and isinstance(projection.this, exp.Star)
+            ):
+                stars.append(projection)
+                continue
+            if projection.alias_or_name == name:
+                inner = projection.this if isinstance(projection, exp.Alias) else projection
+                inner_path = expr_path(inner)
+                if inner_path is not None:
+                    self._resolve(source, inner_path + path[1:], hint)
+                return
+        for star in stars:
+            star_node = star.this if isinstance(star, exp.Column) else star
+            excluded = {e.name for e in (star_node.args.get("except_") or [])}
+            if name in excluded:
+                continue
+            if isinstance(star, exp.Column) and star.table:
+                inner_source = source.sources.get(star.table)
+                if inner_source is not None:
+                    self._attribute(source, inner_source, path, hint)
+            else:
+                inner_source = self._unqualified_source(source, name)
+                if inner_source is not None:
+                    self._attribute(source, inner_source, path, hint)
+            return
+
+    def _attribute_unnest(self, unnest_scope: Scope, path: list[str], hint: TypeHint) -> None:
+        """A field of an UNNEST element: the unnested expression is a list of such structs."""
+        unnest = unnest_scope.expression
+        if not isinstance(unnest, exp.Unnest) or not unnest.expressions:
+            return
+        alias = self._unnest_alias(unnest_scope)
+        element_path = path[1:] if alias and path and path[0] == alias else path
+        element = nest(element_path, hint)
+        inner = expr_path(unnest.expressions[0])
+        if inner is None:
+            return
+        outer = unnest_scope.parent
+        if outer is None:
+            return
+        self._resolve(outer, inner, TypeHint(element=element), skip=unnest_scope)
+
+    @staticmethod
+    def _table_key(table: exp.Table) -> TableKey | None:
+        name, dataset = table.name, table.db
+        if not dataset and "." in name:  # `project.dataset.table` quoted as one identifier
+            bits = name.split(".")
+            name, dataset = bits[-1], bits[-2]
+        if not dataset or not name or "{" in name or "{" in dataset:
+            return None  # CTEs, results tables and unrendered templates are not telemetry
+        return dataset, name
+
+    def _record(self, key: TableKey, path: list[str], hint: TypeHint) -> None:
+        if key[0] in self.exclude:
+            return
+        table = self.tables.setdefault(key, TypeHint())
+        table.merge(nest(path, hint))
+
+
+# ----------------------------------------------------------------------------------------------
+# types -> Arrow
+
+
+_ARROW_LEAF = {
+    "VARCHAR": pa.string(),
+    "BIGINT": pa.int64(),
+    "BOOLEAN": pa.bool_(),
+    "DOUBLE": pa.float64(),
+}
+
+
+@dataclass
+class Column:
+    """A resolved column (or struct field / element): Arrow type and how to fill it."""
+
+    name: str
+    kind: str  # leaf kind: id, group_id, date, ts, bool, int, bits, float, str, hist, json; or struct/list
+    arrow: pa.DataType
+    fields: list["Column"] = field(default_factory=list)
+    element: "Column | None" = None
+    literals: tuple[str, ...] = ()
+    json_paths: tuple[str, ...] = ()
+
+
+def _leaf_kind(name: str, hint: TypeHint) -> str:
+    lname = name.lower()
+    if is_client_id(lname):
+        return "id"
+    if lname == "profile_group_id" or lname.endswith("profile_group_id"):
+        return "group_id"
+    if lname == "document_id":
+        return "uuid"
+    if lname.endswith("_bits"):
+        return "bits"
+    for kind in ("hist", "json", "ts", "date", "bool", "str", "float"):
+        if kind in hint.hints:
+            return kind
+    if hint.hints & {"int", "num"}:
+        return "float" if lname.endswith(("_mean", "hours_sum", "_hours")) else "int"
+    if "castnum" in hint.hints:
+        return "bool"
+    return "str"
+
+
+_KIND_ARROW = {
+    "id": pa.string(), "group_id": pa.string(), "uuid": pa.string(), "date": pa.date32(),
+    "ts": pa.timestamp("us"), "bool": pa.bool_(), "int": pa.int64(), "bits": pa.int64(),
+    "float": pa.float64(), "str": pa.string(), "hist": pa.string(), "json": pa.string(),
+}
+
+
+def _column(name: str, hint: TypeHint, path: list[str]) -> Column:
+    rule = path_rule(path)
+    if rule is not None and (rule.fields or rule.element or rule.hints):
+        if rule.element is not None or rule.fields:
+            hint = TypeHint(
+                fields=rule.fields, element=rule.element, literals=set(hint.literals)
+            ).merge(TypeHint(fields=hint.fields, element=hint.element, literals=hint.literals))
+            if rule.element is not None and hint.element is not None and rule.element.fields:
+                # a rule fixes the key/value types; usage only adds literals (keys looked up)
+                for sub in ("key", "value"):
+                    if sub in rule.element.fields:
+                        fixed = rule.element.fields[sub]
+                        used = hint.element.fields.get(sub, TypeHint())
+                        hint.element.fields[sub] = TypeHint(
+                            hints=set(fixed.hints), fields=dict(fixed.fields), element=fixed.element,
+                            literals=used.literals | fixed.literals,
+                        )
+        elif not (
+            rule.hints & {"date", "ts"}
+            and hint.hints & {"str", "hist", "json", "num", "int", "float", "bool"}
+        ):
+            # a name that looks like a date but is used otherwise (Glean's string
+            # client_info.first_run_date, a summed active_metric_date flag) keeps its usage
+            hint = TypeHint(hints=set(rule.hints), literals=hint.literals, json_paths=hint.json_paths)
+    if hint.element is not None:
+        element = _column("element", hint.element, [*path, "[]"])
+        if _is_kv(element):
+            element = _kv_element(element)
+        return Column(name, "list", pa.list_(element.arrow), element=element)
+    if hint.fields:
+        fields = [_column(n, sub, [*path, n]) for n, sub in sorted(hint.fields.items())]
+        return Column(name, "struct", pa.struct([pa.field(f.name, f.arrow) for f in fields]), fields=fields)
+    kind = _leaf_kind(name, hint)
+    return Column(
+        name, kind, _KIND_ARROW[kind], literals=tuple(sorted(hint.literals)),
+        json_paths=tuple(sorted(hint.json_paths)),
+    )
+
+
+def _is_kv(element: Column) -> bool:
+    return element.kind == "struct" and {f.name for f in element.fields} <= {"key", "value"} and any(
+        f.name == "key" for f in element.fields
+    )
+
+
+_DUCK_OF_ARROW = {pa.string(): "VARCHAR", pa.int64(): "BIGINT", pa.bool_(): "BOOLEAN", pa.float64(): "DOUBLE"}
+
+
+def _kv_element(element: Column) -> Column:
+    """Key/value structs restricted to the types `map.get_key` has overloads for."""
+    by_name = {f.name: f for f in element.fields}
+    key = by_name["key"]
+    if _DUCK_OF_ARROW.get(key.arrow) not in KV_KEY_TYPES:
+        key = Column("key", "str", pa.string(), literals=key.literals)
+    value = by_name.get("value") or Column("value", "int", pa.int64())
+    if value.kind == "struct":
+        names = [f.name for f in value.fields]
+        if names == ["branch"] or set(names) <= {"branch", "extra"}:
+            value = _experiment_value(set(names))
+        else:
+            value = Column("value", "str", pa.string(), literals=value.literals)
+    elif _DUCK_OF_ARROW.get(value.arrow) not in KV_VALUE_TYPES:
+        value = Column("value", "str", pa.string(), literals=value.literals)
+    fields = [key, value]
+    return Column(
+        "element", "struct", pa.struct([pa.field(f.name, f.arrow) for f in fields]), fields=fields
+    )
+
+
+def _experiment_value(names: set[str]) -> Column:
+    branch = Column("branch", "branch", pa.string())
+    if "extra" not in names:
+        return Column("value", "struct", pa.struct([pa.field("branch", pa.string())]), fields=[branch])
+    extra_fields = [Column("type", "str", pa.string()), Column("enrollment_id", "uuid", pa.string())]
+    extra = Column("extra", "struct", pa.struct([pa.field(f.name, f.arrow) for f in extra_fields]),
+                   fields=extra_fields)
+    return Column(
+        "value", "struct",
+        pa.struct([pa.field("branch", pa.string()), pa.field("extra", extra.arrow)]),
+        fields=[branch, extra],
+    )
+
+
+def table_schemas(
+    sqls: Iterable[str], exclude_datasets: Iterable[str] = (), unparsable: list[str] | None = None
+) -> dict[TableKey, list[Column]]:
+    """The base tables the SQL reads, each with the columns (and types) the SQL uses.
+
+    Tables of `exclude_datasets` (the results dataset, where the enrollments table lives) are left out.
+    SQL that does not parse raises SampleTablesError, or, given an `unparsable` list, is appended to it.
+    """
+    collector = _Collector(exclude_datasets, unparsable)
+    for sql in sqls:
+        collector.add_sql(sql)
+    out: dict[TableKey, list[Column]] = {}
+    for key, hint in sorted(collector.tables.items()):
+        columns = [_column(name, sub, [name]) for name, sub in sorted(hint.fields.items())]
+        out[key] = columns
+    return out
+
+

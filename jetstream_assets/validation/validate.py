@@ -1,0 +1,80 @@
+"""Jetstream's `validate-config`: check metric-hub files before they are merged.
+
+For each file (experiment config, outcome, platform or experiment-type defaults, definitions) this
+parses it, resolves it the way the analysis will (against the platform's defaults and definitions of
+the metric-hub the file lives in), builds the enrollments and metrics SQL with mozanalysis and dry-runs
+that SQL through the `Warehouse` interface (DuckDB EXPLAIN locally, a dry run on BigQuery). Unlike
+metric-config-parser alone it also reports unknown metrics, unknown statistics and pre-treatments, and
+SQL errors, each isolated to the metric, segment or enrollment setting that causes it.
+
+Local dry runs need the tables the SQL reads. With `synthetic=True` they are derived from the SQL
+itself (`synthetic_schemas`), which checks syntax, functions and types but cannot catch a misspelled
+column or table (the derived table has it); dry runs against BigQuery or real Parquet data catch those.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+from collections.abc import Iterable
+from pathlib import Path
+
+from jetstream_assets.config.resolve import PLATFORMS
+from jetstream_assets.validation.dry_run import dry_run_target, synthetic_warehouse
+from jetstream_assets.validation.report import PARSE, FileReport
+from jetstream_assets.validation.resolution import (
+    resolve_defaults,
+    resolve_definitions,
+    resolve_experiment_config,
+    resolve_outcome,
+)
+from jetstream_assets.validation.sql import build_queries
+from jetstream_assets.validation.targets import prepare_target
+from jetstream_assets.warehouse.base import Warehouse
+
+def validate_configs(
+    paths: Iterable[str | Path],
+    *,
+    platform: str | None = None,
+    metric_hub: str | Path | None = None,
+    warehouse: Warehouse | None = None,
+    synthetic: bool = False,
+    synthetic_dir: str | Path | None = None,
+    today: dt.date | None = None,
+) -> list[FileReport]:
+    """Validate metric-hub files; one report per path, in order.
+
+    `warehouse` runs the dry runs; with `synthetic` (or no warehouse) they run on a local warehouse
+    whose tables are derived from the SQL (in `synthetic_dir`, or a temporary folder).
+    """
+    if platform is not None and platform not in PLATFORMS:
+        raise ValueError(f"--platform {platform!r} is not supported; use one of {sorted(PLATFORMS)}")
+    today = today or dt.date.today()
+    with contextlib.ExitStack() as stack:
+        targets = [prepare_target(Path(p), metric_hub, stack) for p in paths]
+        for target in targets:
+            problems = target.report.problems
+            if target.kind in ("skipped", "functions") or target.loaded is None:
+                continue
+            if any(p.kind == PARSE for p in problems) or (target.kind == "experiment" and problems):
+                continue  # unreadable (an experiment config with a dropped entry does not resolve)
+            if target.kind == "experiment":
+                resolve_experiment_config(target, platform, today)
+                if target.resolved is not None and target.resolved.config.experiment.skip:
+                    target.report.note = "skip = true: Jetstream ignores this experiment"
+                    target.resolved = None
+            elif target.kind == "outcome":
+                resolve_outcome(target, today)
+            elif target.kind == "defaults":
+                resolve_defaults(target, platform, today)
+            elif target.kind == "definitions":
+                resolve_definitions(target, today)
+            build_queries(target, today)
+        if any(t.queries for t in targets):
+            if warehouse is None or synthetic:
+                warehouse = synthetic_warehouse(targets, synthetic_dir, stack)
+            for target in targets:
+                dry_run_target(target, warehouse)
+    return [t.report for t in targets]
+
+
