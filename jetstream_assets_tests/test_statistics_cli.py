@@ -72,3 +72,36 @@ def test_cli_errors_are_clear(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
     assert run(_args(["--input", str(path), "--metric", "m", "--statistic", "mode"])) == 2
     assert "unknown statistic" in capsys.readouterr().err
+
+
+def test_cli_without_branches_names_branch_values_right_when_the_reference_is_not_first(tmp_path):
+    """Defect: without --branches, moving the reference branch first renamed the per-branch values (control
+    reported treatment's mean). Each branch's row must carry that branch's own numbers."""
+    df = pd.DataFrame({
+        "branch": ["treatment", "control"] * 200,
+        "m": [2.0, 1.0] * 200,
+        "flag": [1.0, 0.0] * 200,
+    })
+    path = tmp_path / "treatment_first.parquet"
+    df.to_parquet(path)
+    expected = df.groupby("branch")["m"].mean().to_dict()
+    for statistic, metric in [("bootstrap_mean", "m"), ("binomial", "flag"), ("deciles", "m"),
+                              ("empirical_cdf", "m"), ("kernel_density_estimate", "m")]:
+        out = tmp_path / f"{statistic}.json"
+        assert run(_args(["--input", str(path), "--metric", metric, "--statistic", statistic,
+                          "--seed", "1", "--output", str(out)] +
+                         (["--param", "num_samples=200"] if statistic in ("bootstrap_mean", "deciles") else []))) == 0
+        rows = [r for r in json.loads(out.read_text()) if r["comparison"] is None]
+        assert rows[0]["branch"] == "control", statistic  # the reference branch comes first
+        for branch in ("control", "treatment"):
+            mine = [r for r in rows if r["branch"] == branch]
+            if statistic == "bootstrap_mean":
+                assert mine[0]["point"] == expected[branch]
+            elif statistic == "binomial":
+                assert mine[0]["point"] < 0.5 if branch == "control" else mine[0]["point"] > 0.5
+            elif statistic == "deciles":
+                assert {r["point"] for r in mine} == {expected[branch]}
+            elif statistic == "empirical_cdf":  # the step sits at the branch's only value
+                assert min(r["parameter"] for r in mine) == expected[branch]
+            else:
+                assert mine and all(r["point"] is not None for r in mine)

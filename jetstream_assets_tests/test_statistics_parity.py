@@ -319,3 +319,22 @@ def test_seeded_results_reproducible_and_seed_sensitive():
     other = compute_statistic(df, "m", "bootstrap_mean", {"num_samples": 2000}, seed=43)
     pd.testing.assert_frame_equal(one, two)
     assert not one.lower.equals(other.lower)
+
+
+def test_empirical_cdf_with_nulls_counts_them_as_jetstream_and_warns(caplog):
+    """Defect: nulls without a pre-treatment were an error; Jetstream (statsmodels' ECDF on the raw column)
+    returns rows with the nulls in the denominator. Ours match, and a warning gives the null share."""
+    df = _frame("continuous", ("control", "a"))
+    df.loc[df.index[::4], "m"] = np.nan
+    with caplog.at_level("WARNING"):
+        out = compute_statistic(df, "m", "empirical_cdf", {"grid_size": 64})
+    for b in ("control", "a"):
+        raw = df[df.branch == b].m.to_numpy()
+        present = raw[~np.isnan(raw)]
+        grid = np.linspace(present.min(), present.max(), 64)
+        rows = out[out.branch == b]
+        np.testing.assert_allclose(rows.parameter.astype(float), np.round(grid, 6), atol=1e-12)
+        np.testing.assert_allclose(rows.point.astype(float), ECDF(raw)(grid), atol=1e-12)
+        assert rows.point.max() == pytest.approx(len(present) / len(raw))
+    share = f"{np.isnan(df[df.branch == 'a'].m).mean():.1%}"
+    assert any("null" in r.getMessage() and share in r.getMessage() for r in caplog.records)

@@ -150,7 +150,7 @@ def _branch_order(present: list[str], branches: list[str] | None, reference_bran
     if branches:
         order = [b for b in branches if b in present] + [b for b in present if b not in branches]
     else:
-        order = present
+        order = list(present)  # a copy: `present` names the branch codes, reordering it would rename them
     if reference_branch in order:
         order.remove(reference_branch)
         order.insert(0, reference_branch)

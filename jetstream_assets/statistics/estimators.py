@@ -53,12 +53,13 @@ class StatisticInput:
         """(branch, reference) for every ordered pair, grouped by reference in branch order."""
         return [(b, r) for r in self.branches for b in self.branches if b != r]
 
-    def values(self, column: str, branch: str) -> np.ndarray:
-        """A branch's finite values of a column; nulls and infinities are errors that name the remedy."""
+    def values(self, column: str, branch: str, *, nulls_allowed: bool = False) -> np.ndarray:
+        """A branch's finite values of a column; nulls and infinities are errors that name the remedy.
+        With `nulls_allowed`, nulls are kept (as NaN) for the statistic to count."""
         if column not in self._columns:
             self._columns[column] = _as_float(self.data[column], self, column)
         x = self._columns[column][self._branch_mask(branch)]
-        nulls = int(np.isnan(x).sum())
+        nulls = 0 if nulls_allowed else int(np.isnan(x).sum())
         if nulls:
             raise self.error(
                 f"{nulls} client(s) in branch '{branch}' have no value for '{column}'",
@@ -550,15 +551,28 @@ def kernel_density_estimate(inp: StatisticInput) -> list[Row]:
 
 
 def empirical_cdf(inp: StatisticInput) -> list[Row]:
-    """Empirical CDF of each branch on a grid: share of clients with a value <= the grid point."""
+    """Empirical CDF of each branch on a grid: share of clients with a value <= the grid point.
+
+    Clients without a value count in the denominator and never below a grid point (statsmodels' ECDF, as
+    Jetstream computes it when no pre-treatment removes them), so such a CDF tops out at the share of
+    clients with a value; a warning gives that share. The grid spans the values present."""
     p = inp.params
     rows: list[Row] = []
     for b in inp.branches:
-        x = np.sort(inp.values(inp.metric, b))
+        raw = inp.values(inp.metric, b, nulls_allowed=True)
+        missing = np.isnan(raw)
+        x = np.sort(raw[~missing])
         if len(x) == 0:
+            inp.notes.append(f"branch '{b}': every client has a null {inp.metric}: no empirical CDF")
             continue
+        if missing.any():
+            inp.notes.append(
+                f"branch '{b}': {missing.sum()} of {len(raw)} clients ({missing.mean():.1%}) have a null "
+                f"{inp.metric}; they count in the CDF's denominator (as Jetstream), so it ends at "
+                f"{1 - missing.mean():.3f}. Add the pre-treatment remove_nulls or zero_fill to choose otherwise"
+            )
         grid = _grid(x, int(p["grid_size"]), bool(p["log_space"]), inp, b)
         points = np.concatenate([[0.0], grid.points]) if grid.zero_row else grid.points
-        cdf = np.searchsorted(x, points, side="right") / len(x)
+        cdf = np.searchsorted(x, points, side="right") / len(raw)
         rows += [Row(b, float(c), parameter=round(float(t), 6)) for t, c in zip(points, cdf, strict=True)]
     return rows
