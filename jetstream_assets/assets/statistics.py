@@ -93,10 +93,11 @@ def _summary_data(cell, window, basis, summary, metrics_df, warehouse, covariate
     return data.drop(columns=["analysis_id"])
 
 
-def _counts(enrollments: pd.DataFrame, branches: list[str], segment: str, basis: str) -> pd.DataFrame:
-    """Clients per branch (Jetstream's `identity` count), zero for a branch nobody enrolled in."""
-    data = _segment_filter(_basis_filter(enrollments, basis), segment)
-    n = data.groupby("branch").size()
+def _counts(analysed: pd.DataFrame, branches: list[str], segment: str, basis: str) -> pd.DataFrame:
+    """Clients per branch (Jetstream's `identity` count), zero for a branch nobody enrolled in: the rows of
+    the basis' metrics table in the segment, the clients the statistics analysed (with a custom exposure
+    signal the exposures basis' metrics query finds exposures the enrollments table does not date)."""
+    n = analysed.groupby("branch").size()
     return pd.DataFrame(
         {"metric": "identity", "statistic": "count", "parameter": None, "branch": b,
          "comparison": None, "comparison_to_branch": None, "ci_width": None,
@@ -111,7 +112,6 @@ def compute_window_statistics(cell: Cell, window: AnalysisWindow, warehouse: War
     branches = [b.slug for b in cell.experiment.branches]
     reference = config.experiment.reference_branch
     segments = ["all", *segments_of(cell.resolved)]
-    enrollments = warehouse.read_table(names.enrollments_table(cell.slug))
     frames, errors, covariates = [], [], {}
     for basis in bases_for(cell.resolved, window.period):
         table = names.metrics_table(cell.slug, basis.value, window.period, window.index)
@@ -154,7 +154,7 @@ def compute_window_statistics(cell: Cell, window: AnalysisWindow, warehouse: War
                     logger.error(f"{statistic} of {name} failed for {cell.slug}: {e}", exc_info=True,
                                  extra=extra)
                     errors.append(f"{name}/{statistic}/{segment}/{basis.value}: {e}")
-            frames.append(_counts(enrollments, branches, segment, basis.value))
+            frames.append(_counts(segment_df, branches, segment, basis.value))
     frames = [f for f in frames if len(f)]
     result = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=STATISTIC_COLUMNS)
     return result[STATISTIC_COLUMNS], errors
