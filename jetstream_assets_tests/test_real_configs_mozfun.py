@@ -95,3 +95,91 @@ def test_bigquery_constructs_duckdb_lacks(warehouse):
     assert (row["latest"], row["total"]) == ("new", 7)
     sql = to_duckdb("SELECT ARRAY_AGG(x ORDER BY y LIMIT 2) FROM t", lambda *a: None)
     assert "LIMIT" not in sql.upper() and "LIST_SLICE" in sql.upper()
+
+
+# ---- the functions real configs call that had no macro: one test each, against the documented behaviour --
+
+
+def test_normalize_search_engine(warehouse):
+    """udf.normalize_search_engine: the engine family by case-insensitive prefix, else 'Other'; NULL stays NULL."""
+    row = one(warehouse, """
+        SELECT `moz-fx-data-shared-prod`.udf.normalize_search_engine('google-b-1-d') AS google,
+               `moz-fx-data-shared-prod.udf.normalize_search_engine`('Google') AS google_capital,
+               udf.normalize_search_engine('ddg-abc') AS ddg, udf.normalize_search_engine('DuckDuckGo') AS duck,
+               udf.normalize_search_engine('bing') AS bing, udf.normalize_search_engine('yasearch') AS yandex,
+               udf.normalize_search_engine('amazondotcom') AS amazon, udf.normalize_search_engine('ebay-de') AS ebay,
+               udf.normalize_search_engine('not-google') AS other, udf.normalize_search_engine('qwant') AS qwant,
+               udf.normalize_search_engine(NULL) IS NULL AS null_stays_null
+    """)
+    assert (row["google"], row["google_capital"], row["ddg"], row["duck"]) == ("Google", "Google", "DuckDuckGo", "DuckDuckGo")
+    assert (row["bing"], row["yandex"], row["amazon"], row["ebay"]) == ("Bing", "Yandex", "Amazon", "Ebay")
+    assert (row["other"], row["qwant"]) == ("Other", "Other")  # a prefix, not a substring
+    assert row["null_stays_null"]
+
+
+def test_extract_version(warehouse):
+    """mozfun.norm.extract_version: one part of a dotted version as a number; NULL when it is missing."""
+    row = one(warehouse, """
+        SELECT mozfun.norm.extract_version('120.0.3', 'major') AS major,
+               mozfun.norm.extract_version('120.07.3', 'minor') AS minor,
+               mozfun.norm.extract_version('7.2.11-linux-build', 'patch') AS patch,
+               mozfun.norm.extract_version('121', 'minor') IS NULL AS no_minor,
+               mozfun.norm.extract_version('beta-2', 'major') IS NULL AS not_a_version,
+               mozfun.norm.extract_version('1.2.3', 'build') IS NULL AS unknown_level,
+               mozfun.norm.extract_version('99.1', 'major') > mozfun.norm.extract_version('100.1', 'major') AS numeric_order
+    """)
+    assert (float(row["major"]), float(row["minor"]), float(row["patch"])) == (120, 7, 11)
+    assert row["no_minor"] and row["not_a_version"] and row["unknown_level"]
+    assert not row["numeric_order"]  # compared as numbers, not text
+
+
+def test_truncate_version(warehouse):
+    """mozfun.norm.truncate_version: the version cut to major or major.minor, as a number."""
+    row = one(warehouse, """
+        SELECT mozfun.norm.truncate_version('14.6.2', 'minor') AS minor,
+               mozfun.norm.truncate_version('14.06.2', 'minor') AS leading_zero,
+               mozfun.norm.truncate_version('14.6.2', 'major') AS major,
+               mozfun.norm.truncate_version('22', 'minor') AS bare,
+               mozfun.norm.truncate_version('3.4.1-rc', 'minor') AS suffixed,
+               mozfun.norm.truncate_version('3.4.1', 'patch') IS NULL AS unknown_level,
+               mozfun.norm.truncate_version('rolling', 'minor') IS NULL AS not_a_version
+    """)
+    assert [float(row[c]) for c in ("minor", "leading_zero", "major", "bare", "suffixed")] == [14.6, 14.06, 14, 22, 3.4]
+    assert row["unknown_level"] and row["not_a_version"]
+
+
+def test_json_extract_histogram_and_threshold_count_are_the_mozfun_ones(warehouse):
+    """udf.json_extract_histogram and udf.histogram_to_threshold_count wrap mozfun.hist.extract and
+    mozfun.hist.threshold_count (observations in buckets whose key is at least the threshold)."""
+    hist = json.dumps({"bucket_count": 5, "histogram_type": 0, "sum": 40, "range": [1, 50],
+                       "values": {"0": 4, "3": 2, "9": 6, "20": 1}})
+    row = one(warehouse, f"""
+        SELECT udf.json_extract_histogram('{hist}').sum AS total,
+               `moz-fx-data-shared-prod`.udf.json_extract_histogram('{hist}').values[OFFSET(2)].key AS third_key,
+               udf.histogram_to_threshold_count('{hist}', 9) AS from_nine,
+               udf.histogram_to_threshold_count('{hist}', 4) AS from_four,
+               udf.histogram_to_threshold_count('{hist}', 21) AS none_left
+    """)
+    assert (row["total"], row["third_key"]) == (40, 9)
+    assert (row["from_nine"], row["from_four"], row["none_left"]) == (7, 7, 0)
+
+
+def test_get_key_legacy_spellings(warehouse):
+    """udf.get_key (also written mozdata.udf.get_key) is mozfun.map.get_key."""
+    row = one(warehouse, """
+        SELECT udf.get_key([STRUCT('x' AS key, 5 AS value), STRUCT('y' AS key, 8 AS value)], 'y') AS udf_spelling,
+               mozdata.udf.get_key([STRUCT('x' AS key, 'on' AS value)], 'x') AS mozdata_spelling,
+               `mozdata.udf.get_key`([STRUCT(3 AS key, TRUE AS value)], 3) AS quoted,
+               mozdata.udf.get_key([STRUCT('x' AS key, 1 AS value)], 'z') IS NULL AS absent
+    """)
+    assert (row["udf_spelling"], row["mozdata_spelling"], row["quoted"]) == (8, "on", True)
+    assert row["absent"]
+
+
+def test_monetized_search_public_definition(warehouse):
+    """udf.monetized_search: Mozilla's agreements are private; the public definition says FALSE for all."""
+    df = warehouse.query("""
+        SELECT `moz-fx-data-shared-prod.udf.monetized_search`(engine, 'US', CAST(NULL AS STRING), DATE '2024-05-01') AS m
+        FROM UNNEST(['google', 'bing', CAST(NULL AS STRING)]) AS engine
+    """)
+    assert df["m"].tolist() == [False, False, False]

@@ -61,6 +61,31 @@ _HIST_EXTRACT = (
     f"'values': {_COMPACT_VALUES}}} END"
 )
 
+
+def _numeric_match(arg: str, pattern: str) -> str:
+    """BigQuery's CAST(REGEXP_EXTRACT(arg, pattern) AS NUMERIC): NULL when nothing matches (DuckDB's
+    regexp_extract gives '' there)."""
+    return f"CAST(NULLIF(regexp_extract({arg}, '{pattern}', 1), '') AS DECIMAL(38, 9))"
+
+
+#: udf.normalize_search_engine's families and the (lower-case) engine code prefixes of each
+_SEARCH_ENGINES = (
+    ("Google", ("google",)),
+    ("DuckDuckGo", ("ddg", "duckduckgo")),
+    ("Bing", ("bing",)),
+    ("Yandex", ("yandex", "yasearch")),
+    ("Amazon", ("amazon",)),
+    ("Ebay", ("ebay",)),
+)
+
+#: Legacy `udf.*` names that BigQuery defines as plain wrappers of a `mozfun` function: the local engine
+#: calls the mozfun macro under its own name (so `udf.get_key` keeps every `map.get_key` overload).
+ALIASES: dict[str, str] = {
+    "udf_get_key": "mozfun_map_get_key",
+    "udf_json_extract_histogram": "mozfun_hist_extract",
+    "udf_histogram_to_threshold_count": "mozfun_hist_threshold_count",
+}
+
 # `list_filter(...)[1]` is NULL when the key is absent, as mozfun returns NULL.
 _GET_KEY_LIST = "list_filter(m, lambda e: e.key = k)[1].value"
 
@@ -165,6 +190,37 @@ MACROS: dict[str, str] = {
         "+ to_hours(CAST((CAST(b AS BIGINT) & 1048575) >> 3 AS INTEGER)) "
         "ELSE NULL END"
     ),
+    # mozfun.norm.extract_version(version, level): the 'major', 'minor' or 'patch' number of a dotted
+    # version as NUMERIC ('16.03.1', 'minor' -> 3); NULL when that part is missing or the level unknown
+    "mozfun_norm_extract_version": (
+        "(version_string, extraction_level) AS CASE extraction_level "
+        f"WHEN 'patch' THEN {_numeric_match('version_string', '^[0-9]+[.][0-9]+[.]([0-9]+)')} "
+        f"WHEN 'minor' THEN {_numeric_match('version_string', '^[0-9]+[.]([0-9]+)')} "
+        f"WHEN 'major' THEN {_numeric_match('version_string', '^([0-9]+)')} "
+        "ELSE NULL END"
+    ),
+    # mozfun.norm.truncate_version(version, level): the version cut to 'major' or 'minor' as NUMERIC
+    # ('5.1.5-ubuntu', 'minor' -> 5.1; '10', 'minor' -> 10); NULL for other levels and non-versions
+    "mozfun_norm_truncate_version": (
+        "(os_version, truncation_level) AS CASE truncation_level "
+        f"WHEN 'minor' THEN {_numeric_match('os_version', '^([0-9]+[.]?[0-9]+)')} "
+        f"WHEN 'major' THEN {_numeric_match('os_version', '^([0-9]+)')} "
+        "ELSE NULL END"
+    ),
+    # udf.normalize_search_engine(engine): the partner family of an engine code, by case-insensitive
+    # prefix ('google-b-d' -> 'Google', 'ddg' -> 'DuckDuckGo'); 'Other' for the rest, NULL stays NULL
+    "udf_normalize_search_engine": (
+        "(engine) AS CASE WHEN engine IS NULL THEN NULL "
+        + "".join(
+            f"WHEN {' OR '.join(f'starts_with(lower(engine), {prefix!r})' for prefix in prefixes)} THEN '{name}' "
+            for name, prefixes in _SEARCH_ENGINES
+        )
+        + "ELSE 'Other' END"
+    ),
+    # udf.monetized_search(engine, country, distribution_id, submission_date): whether a search earns
+    # revenue. Mozilla keeps the real agreements in a private project; the public definition (what a
+    # project without access to it runs) answers FALSE for every search, and so does this one.
+    "udf_monetized_search": "(engine, country, distribution_id, submission_date) AS FALSE",
     # ---- statistics --------------------------------------------------------------------------
     # most frequent element; ties go to the one seen last
     "mozfun_stats_mode_last": (
@@ -181,4 +237,4 @@ def macro_statements() -> list[str]:
 
 def macro_names() -> frozenset[str]:
     """Functions the local engine provides, by macro name (for clear "unknown function" errors)."""
-    return frozenset(MACROS)
+    return frozenset(MACROS) | frozenset(ALIASES)

@@ -13,17 +13,23 @@ from collections.abc import Callable
 import sqlglot
 from sqlglot import exp
 
-# `mozfun.map.get_key`(...), mozfun.map.get_key(...), `moz-fx-data-shared-prod`.udf.x(...), udf_js.y(...)
+from jetstream_assets.sql.mozfun import ALIASES
+
+# `mozfun.map.get_key`(...), mozfun.map.get_key(...), `moz-fx-data-shared-prod`.udf.x(...), udf_js.y(...),
+# mozdata.udf.get_key(...), `moz-fx-data-shared-prod.udf.x`(...)
+_PROJECT = r"`?(?:(?:moz-fx-data-shared-prod|mozdata)`?\.`?)?"
 _UDF_CALL = re.compile(
-    r"`?(?:moz-fx-data-shared-prod`?\.`?)?\b(mozfun)\.(\w+)\.(\w+)`?(?=\s*\()"
-    r"|`?(?:moz-fx-data-shared-prod`?\.`?)?\b(udf|udf_js)\.(\w+)`?(?=\s*\()",
+    _PROJECT + r"\b(mozfun)\.(\w+)\.(\w+)`?(?=\s*\()"
+    r"|" + _PROJECT + r"\b(udf|udf_js)\.(\w+)`?(?=\s*\()",
     re.IGNORECASE,
 )
 
 
 def udf_macro_name(*parts: str) -> str:
-    """The DuckDB macro name for a BigQuery persistent function, e.g. mozfun_map_get_key."""
-    return "_".join(p.lower() for p in parts if p)
+    """The DuckDB macro name for a BigQuery persistent function, e.g. mozfun_map_get_key (a legacy `udf`
+    wrapper of a mozfun function is named after the function it wraps)."""
+    name = "_".join(p.lower() for p in parts if p)
+    return ALIASES.get(name, name)
 
 
 def rename_udf_calls(sql: str) -> str:

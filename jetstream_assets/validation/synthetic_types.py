@@ -276,8 +276,10 @@ def _function_usage(call: exp.Anonymous, node: exp.Expression, depth: int) -> Ty
         return _hint("int")
     if name == "mozfun_norm_windows_version_info":
         return _hint("int") if index == 2 else _hint("str")
-    if name.startswith("mozfun_norm_"):
+    if name.startswith("mozfun_norm_") or name == "udf_normalize_search_engine":
         return _hint("str")
+    if name == "udf_monetized_search":  # (engine, country, distribution_id, submission_date)
+        return _hint("date") if index == 3 else _hint("str")
     return TypeHint()
 
 
