@@ -11,6 +11,7 @@ signal cannot be built) raise.
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -393,13 +394,27 @@ class _Resolver:
         cause = _cause(exc)
         listed = lambda v: isinstance(v, list) and name in v  # noqa: E731
         if "No statistical treatment" in cause or "has no statistical treatment" in cause:
-            file = self.locate(["metrics", name])
+            # the parser names the metric without statistics: a depends_on metric of `name`, or itself
+            named = re.search(r"for metric '([^']+)'|Metric (\S+) has no statistical", cause)
+            culprit = next((g for g in named.groups() if g), name) if named else name
+            via = f" (metric {name!r} depends on it)" if culprit != name else ""
+            # blame where the config asks for it: its own definition of the metric, else the line that
+            # lists it (a period, or the depends_on of the metric that needs it)
+            if _dig(self.loaded.raw.get(self.own_file), ["metrics", culprit]) is not None:
+                file, fld = self.own_file, f"metrics.{culprit}" + (".statistics" if culprit == name else "")
+            elif culprit == name:
+                file, fld = self.locate(["metrics", period_key], listed), f"metrics.{period_key}"
+            else:
+                file, fld = self.locate(["metrics", name]), f"metrics.{name}.depends_on"
+            if file is None:  # listed by an outcome or the defaults: where the metric is defined
+                file, fld = self.locate(["metrics", culprit]), f"metrics.{culprit}"
             self.error(
-                f"metric {name!r} has no statistics",
+                f"No statistical treatment defined for metric {culprit!r}{via}: it has no statistics",
                 file=file,
-                field=f"metrics.{name}.statistics",
-                hint=f"add at least one [metrics.{name}.statistics.<statistic>] table "
-                f"(e.g. bootstrap_mean); the metric is not analysed until then",
+                field=fld,
+                hint=f"add at least one [metrics.{culprit}.statistics.<statistic>] table "
+                f"(e.g. bootstrap_mean); Jetstream rejects the config until then (here its other metrics "
+                "are still analysed)",
             )
             return
         defined_anywhere = self.locate(["metrics", name]) is not None

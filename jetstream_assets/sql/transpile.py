@@ -76,16 +76,26 @@ class TranspileError(ValueError):
 TableResolver = Callable[[str | None, str, str], "exp.Expression | None"]
 
 
+def parse_bigquery(sql: str) -> list[exp.Expression]:
+    """BigQuery SQL parsed (persistent-function calls renamed to their macros); TranspileError if it
+    does not parse."""
+    try:
+        return [t for t in sqlglot.parse(rename_udf_calls(sql), read="bigquery") if t is not None]
+    except sqlglot.errors.ParseError as e:
+        raise TranspileError(f"SQL does not parse as BigQuery: {e}") from e
+
+
 def to_duckdb(sql: str, resolve_table: TableResolver) -> str:
     """Rewrite BigQuery SQL to DuckDB SQL.
 
     `resolve_table(project, dataset, table)` returns the expression to read instead (for example a
     `read_parquet(...)` call or a subquery), or None to leave the reference as it is (CTEs).
     """
-    try:
-        statements = sqlglot.parse(rename_udf_calls(sql), read="bigquery")
-    except sqlglot.errors.ParseError as e:
-        raise TranspileError(f"SQL does not parse as BigQuery: {e}") from e
+    return trees_to_duckdb(parse_bigquery(sql), resolve_table)
+
+
+def trees_to_duckdb(statements: list[exp.Expression], resolve_table: TableResolver) -> str:
+    """`to_duckdb` of statements `parse_bigquery` gave (rewritten in place: parse again to reuse)."""
     out = []
     for tree in statements:
         if tree is None:

@@ -79,7 +79,7 @@ def known_statistics() -> list[str]:
     return list(STATISTICS)
 
 
-__all__ = ["compute_statistic", "known_statistics", "known_pre_treatments"]
+__all__ = ["check_parameters", "compute_statistic", "known_statistics", "known_pre_treatments"]
 
 
 def _resolve_params(statistic: str, metric: str, params: dict[str, Any] | None) -> dict[str, Any]:
@@ -143,6 +143,30 @@ def _resolve_params(statistic: str, metric: str, params: dict[str, Any] | None) 
                 statistic,
                 f"covariate_adjustment period must be preenrollment_week or preenrollment_days28, got {cov['period']!r}",
             )
+    return merged
+
+
+def check_parameters(statistic: str, metric: str, params: dict[str, Any] | None) -> dict[str, Any]:
+    """A statistic's parameters checked against its schema (names, types, ranges, and the KDE's bandwidth
+    and kernel) as merged with the defaults; StatisticError says what is wrong. Config validation calls
+    this so a bad parameter is reported before the analysis runs."""
+    if statistic not in STATISTICS:
+        raise StatisticError(metric, statistic, "unknown statistic", f"Use one of: {', '.join(STATISTICS)}")
+    merged = _resolve_params(statistic, metric, params)
+    if "bandwidth" in merged:
+        bandwidth = merged["bandwidth"]
+        number = None
+        if not isinstance(bandwidth, bool):
+            try:
+                number = float(bandwidth)
+            except (TypeError, ValueError):
+                number = None
+        if bandwidth not in ("scott", "silverman") and not (number is not None and number > 0):
+            raise StatisticError(metric, statistic, f"bandwidth must be 'scott', 'silverman' or a positive "
+                                 f"number, got {bandwidth!r}")
+    if "kernel" in merged and merged["kernel"] not in estimators.KERNELS:
+        raise StatisticError(metric, statistic, f"unknown kernel {merged['kernel']!r}",
+                             f"Use one of: {', '.join(estimators.KERNELS)}")
     return merged
 
 

@@ -488,6 +488,9 @@ _KERNEL_NORMS = {  # integral of the unnormalised 1-D kernel over the real line,
 }
 
 
+KERNELS = tuple(_KERNEL_NORMS)
+
+
 def _kernel(u: np.ndarray, kernel: str) -> np.ndarray:
     """Unnormalised kernel at distance u (in bandwidths), as scikit-learn's KernelDensity defines it."""
     if kernel == "gaussian":

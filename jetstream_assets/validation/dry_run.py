@@ -4,22 +4,19 @@ the isolation of a failing query to the metric, segment or enrollment setting th
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
 import re
-import tempfile
+from typing import Protocol
 
 import attr
 from mozilla_nimbus_schemas.jetstream import AnalysisBasis
 
-from jetstream_assets.sql.queries import enrollments_sql
+from jetstream_assets.sql.queries import enrollments_sql, mozanalysis_experiment, to_data_source
 from jetstream_assets.validation.report import LOCAL_FUNCTION, MISSING_TABLE, SQL, Problem
-from jetstream_assets.validation.sql import metrics_query, unique_summaries
-from jetstream_assets.validation.synthetic_schemas import table_schemas
-from jetstream_assets.validation.synthetic_tables import write_sample_tables
+from jetstream_assets.validation.sql import Query, metrics_query
 from jetstream_assets.validation.targets import Target, locate, own_line
-from jetstream_assets.warehouse.base import Warehouse, WarehouseError
+from jetstream_assets.warehouse.base import WarehouseError
 
 _MISSING_TABLE = re.compile(r"does not exist in the local warehouse|Not found: Table", re.I)
 _MISSING_FUNCTION = re.compile(r"(?:Scalar |Table )?Function with name (\w+) does not exist", re.I)
@@ -46,27 +43,40 @@ def _classify(error: str) -> tuple[str, str]:
     return SQL, first
 
 
-def _dry_run(warehouse: Warehouse, sql: str) -> str | None:
-    try:
-        warehouse.dry_run(sql)
-    except WarehouseError as e:
-        return str(e)
-    except Exception as e:  # noqa: BLE001 - any engine error is a finding, not a crash
-        return f"{type(e).__name__}: {e}"
-    return None
+class Engine(Protocol):
+    def dry_run(self, sql: str) -> None: ...
 
 
-def dry_run_target(target: Target, warehouse: Warehouse) -> None:
-    for label, sql in target.queries:
+class DryRuns:
+    """Dry runs through an engine (a Warehouse, or the synthetic engine), each distinct SQL once per call."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._seen: dict[str, str | None] = {}
+
+    def __call__(self, sql: str) -> str | None:
+        """The engine's error for `sql`, None when it compiles."""
+        if sql not in self._seen:
+            try:
+                self.engine.dry_run(sql)
+                self._seen[sql] = None
+            except WarehouseError as e:
+                self._seen[sql] = str(e)
+            except Exception as e:  # noqa: BLE001 - any engine error is a finding, not a crash
+                self._seen[sql] = f"{type(e).__name__}: {e}"
+        return self._seen[sql]
+
+
+def dry_run_target(target: Target, dry_run: DryRuns) -> None:
+    for query in target.queries:
         target.report.dry_runs += 1
-        error = _dry_run(warehouse, sql)
+        error = dry_run(query.sql)
         if error is None:
             continue
-        if label == "enrollments":
-            target.report.problems += _isolate_enrollments(target, warehouse, error)
+        if query.label == "enrollments":
+            target.report.problems += _isolate_enrollments(target, dry_run, error)
         else:
-            basis = AnalysisBasis(label.split("/", 1)[1])
-            target.report.problems += _isolate_metrics(target, warehouse, basis, error)
+            target.report.problems += _isolate_metrics(target, dry_run, query, error)
 
 
 def _culprits(items: list, error: str | None, trial) -> list[tuple[object, str]]:
@@ -83,19 +93,50 @@ def _culprits(items: list, error: str | None, trial) -> list[tuple[object, str]]
     return out
 
 
-def _isolate_metrics(
-    target: Target, warehouse: Warehouse, basis: AnalysisBasis, error: str
-) -> list[Problem]:
-    """Blame the metrics that break a failing metrics query (halving the metric list).
+def _data_source_problem(target: Target, dry_run: DryRuns, query: Query) -> Problem | None:
+    """A data source whose own SQL does not compile (e.g. a function missing in an experiment's
+    `[data_sources.x]` override) is blamed once, on its definition, not on every metric reading it."""
+    source = next(
+        (m.data_source for s in query.names for m in _metrics_named(target, s)
+         if m.data_source is not None and m.data_source.name == query.data_source),
+        None,
+    )
+    if source is None:
+        return None
+    try:
+        dataset = mozanalysis_experiment(target.resolved).app_id
+        from_expr = to_data_source(source).from_expr_for(dataset)
+    except Exception:  # noqa: BLE001 - mozanalysis renders it while building the metrics query anyway
+        return None
+    target.report.dry_runs += 1
+    error = dry_run(f"SELECT * FROM {from_expr} AS ds")
+    if error is None:
+        return None
+    kind, cause = _classify(error)
+    file, line = locate(target, ["data_sources", source.name])
+    return Problem(file, f"data_sources.{source.name}", f"data source {source.name!r}: {cause}", kind, line)
 
-    A metric already blamed for the other basis is left out (it breaks both the same way)."""
 
-    resolved = target.resolved
+def _metrics_named(target: Target, name: str):
+    for summaries in target.resolved.config.metrics.values():
+        for summary in summaries:
+            if summary.metric.name == name:
+                yield summary.metric
+                yield from (d.metric for d in summary.metric.depends_on or [])
+
+
+def _isolate_metrics(target: Target, dry_run: DryRuns, query: Query, error: str) -> list[Problem]:
+    """Blame a failing metrics query (one data source) on that data source's definition, or on the
+    metrics that break it (halving the metric list).
+
+    A metric or data source already blamed for the other basis is left out (it breaks both the same way)."""
+    resolved, basis = target.resolved, query.basis
     blamed = {p.field for p in target.report.problems if p.kind in (SQL, LOCAL_FUNCTION, MISSING_TABLE)}
-    names = list(dict.fromkeys(
-        s.metric.name for s in unique_summaries(resolved)
-        if basis in s.metric.analysis_bases and s.metric.select_expression
-    ))
+    if f"data_sources.{query.data_source}" in blamed:
+        return []
+    if (problem := _data_source_problem(target, dry_run, query)) is not None:
+        return [problem]
+    names = list(query.names)
     known = [n for n in names if f"metrics.{n}" in blamed]
     rest = [n for n in names if n not in known]
 
@@ -104,7 +145,7 @@ def _isolate_metrics(
         if sql is None:
             return None
         target.report.dry_runs += 1
-        return _dry_run(warehouse, sql)
+        return dry_run(sql)
 
     if known and rest:
         error = trial(rest)  # None when the blamed metrics explain this basis too
@@ -122,7 +163,7 @@ def _isolate_metrics(
     return out
 
 
-def _isolate_enrollments(target: Target, warehouse: Warehouse, error: str) -> list[Problem]:
+def _isolate_enrollments(target: Target, dry_run: DryRuns, error: str) -> list[Problem]:
     """Blame a failing enrollments query on segments, the exposure signal or the enrollment setup."""
     resolved = target.resolved
     conf = resolved.config.experiment
@@ -137,7 +178,7 @@ def _isolate_enrollments(target: Target, warehouse: Warehouse, error: str) -> li
         except Exception as e:  # noqa: BLE001
             return str(e)
         target.report.dry_runs += 1
-        return _dry_run(warehouse, sql)
+        return dry_run(sql)
 
     base_error = variant([], None)
     if base_error is not None:
@@ -164,40 +205,3 @@ def _isolate_enrollments(target: Target, warehouse: Warehouse, error: str) -> li
         kind, cause = _classify(error)
         out.append(Problem(target.display, "experiment", f"enrollments query: {cause}", kind))
     return out
-
-
-
-def synthetic_warehouse(targets: list[Target], folder, stack: contextlib.ExitStack) -> Warehouse:
-    """A local warehouse of empty tables derived from the SQL to dry-run (a dry run needs schemas only).
-
-    A metrics query that does not parse is replaced, for deriving tables, by its metrics one at a time:
-    the parsable ones still need their tables for the dry runs that single out the broken one."""
-    from jetstream_assets.warehouse.local import LocalWarehouse
-
-    if folder is None:
-        folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="validate-config-tables-"))
-    sqls = [sql for target in targets for _, sql in target.queries]
-    unparsable: list[str] = []
-    schemas = table_schemas(sqls, unparsable=unparsable)
-    if unparsable:
-        bad = set(unparsable)
-        extra = []
-        for target in targets:
-            for label, sql in target.queries:
-                if sql in bad and label.startswith("metrics/"):
-                    extra += _single_metric_queries(target, AnalysisBasis(label.split("/", 1)[1]))
-        schemas = table_schemas([s for s in sqls if s not in bad] + extra, unparsable=[])
-    write_sample_tables(folder, [], [], clients=0, schemas=schemas)
-    return LocalWarehouse(root=str(folder))
-
-
-def _single_metric_queries(target: Target, basis: AnalysisBasis) -> list[str]:
-    out = []
-    for summary in unique_summaries(target.resolved):
-        if summary.metric.select_expression and basis in summary.metric.analysis_bases:
-            with contextlib.suppress(Exception):
-                if sql := metrics_query(target.resolved, target.limits, basis, [summary.metric.name]):
-                    out.append(sql)
-    return out
-
-

@@ -16,6 +16,7 @@ UNKNOWN_DATA_SOURCE = "unknown_data_source"
 TEMPLATE = "template"  # a Jinja template (select_expression, parameters) does not render
 SEGMENT = "segment"
 PRE_TREATMENT = "pre_treatment"
+STATISTIC_PARAMETER = "statistic_parameter"  # a statistic parameter its schema refuses
 SQL = "sql"  # the generated SQL does not compile (dry run)
 MISSING_TABLE = "missing_table"  # the dry run's warehouse has no such table
 LOCAL_FUNCTION = "local_function"  # a BigQuery function the local engine does not provide

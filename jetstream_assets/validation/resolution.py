@@ -27,6 +27,7 @@ from jetstream_assets.validation.report import (
     PLATFORM,
     PRE_TREATMENT,
     SEGMENT,
+    STATISTIC_PARAMETER,
     TEMPLATE,
     UNKNOWN_DATA_SOURCE,
     UNKNOWN_METRIC,
@@ -117,9 +118,35 @@ def _resolve(
     except Exception as e:  # noqa: BLE001 - the parser can fail on inputs resolve_config did not foresee
         return None, [Problem(target.display, None, f"cannot be resolved: {e}", CONFIG)]
     problems = [_problem_of(e, target) for e in resolved.errors]
+    problems += _parameter_problems(resolved, target)
     problems += _pre_treatment_problems(resolved, target)
     problems += _metric_reference_problems(resolved, target)
     return resolved, problems
+
+
+def _parameter_problems(resolved: ResolvedConfig, target: Target) -> list[Problem]:
+    """Statistic parameters checked against each statistic's schema (`num_samples = -1`, `"abc"`, an
+    unknown parameter...): metric-config-parser accepts any, and the statistic would fail at run time."""
+    from jetstream_assets.statistics.engine import check_parameters
+    from jetstream_assets.statistics.results import StatisticError
+
+    out, seen = [], set()
+    for summaries in resolved.config.metrics.values():
+        for summary in summaries:
+            name, stat = summary.metric.name, summary.statistic.name
+            params = {k: v for k, v in (summary.statistic.params or {}).items() if k != "period"}
+            if (name, stat) in seen:
+                continue
+            seen.add((name, stat))
+            try:
+                check_parameters(stat, name, params)
+            except StatisticError as e:
+                key = next((k for k in params if k in e.problem), None)
+                path = ["metrics", name, "statistics", stat]
+                file, line = locate(target, path, key)
+                cause = e.problem + (f". {e.remedy}" if e.remedy else "")
+                out.append(Problem(file, ".".join(path + ([key] if key else [])), cause, STATISTIC_PARAMETER, line))
+    return out
 
 
 def _pre_treatment_problems(resolved: ResolvedConfig, target: Target) -> list[Problem]:

@@ -99,35 +99,78 @@ def _bases(resolved: ResolvedConfig) -> list[AnalysisBasis]:
     return bases
 
 
+@dataclass(frozen=True)
+class Query:
+    """One query to dry-run: the enrollments query, or the metrics of one data source for one basis."""
+
+    label: str  # "enrollments" or "metrics/<basis>/<data source>"
+    sql: str
+    basis: AnalysisBasis | None = None
+    data_source: str | None = None
+    names: tuple[str, ...] = ()
+
+
+#: the experiment slug written into validation SQL: queries then only differ where configs differ, so the
+#: queries every config shares (its platform's defaults) are compiled once per call
+STAND_IN_SLUG = "validation-experiment"
+
+
+def _stand_in_slug(resolved: ResolvedConfig) -> ResolvedConfig:
+    conf = resolved.config.experiment
+    experiment = attr.evolve(conf.experiment, normandy_slug=STAND_IN_SLUG)
+    return dataclasses.replace(
+        resolved, config=attr.evolve(resolved.config, experiment=attr.evolve(conf, experiment=experiment))
+    )
+
+
+def data_source_groups(resolved: ResolvedConfig, basis: AnalysisBasis) -> dict[str, list[str]]:
+    """Metric names of a basis, by the data source their SQL reads, in config order (a metric computed
+    from others via depends_on goes with its upstream metrics' data sources: it queries them)."""
+    out: dict[str, list[str]] = {}
+    for summary in unique_summaries(resolved):
+        metric = summary.metric
+        if basis not in metric.analysis_bases:
+            continue
+        sources = [metric] if metric.select_expression else [d.metric for d in metric.depends_on or []]
+        for source in sources:
+            if source.select_expression and source.data_source is not None:
+                names = out.setdefault(source.data_source.name, [])
+                if metric.name not in names:
+                    names.append(metric.name)
+    return out
+
+
 def build_queries(target: Target, today: dt.date) -> None:
-    resolved = target.resolved
-    if resolved is None:
+    """The enrollments query, and per basis one metrics query per data source (a failing data source
+    or metric then never hides the others, and the queries configs share are compiled once)."""
+    if target.resolved is None:
         return
     try:
-        target.limits = validation_time_limits(resolved, today)
+        target.limits = validation_time_limits(target.resolved, today)
+        target.resolved = resolved = _stand_in_slug(target.resolved)
     except ValueError as e:
         target.report.problems.append(Problem(target.display, "experiment.enrollment_period", str(e), CONFIG))
         return
     try:
-        target.queries.append(("enrollments", enrollments_sql(resolved, target.limits)))
+        target.queries.append(Query("enrollments", enrollments_sql(resolved, target.limits)))
     except Exception as e:  # noqa: BLE001 - mozanalysis rejects the enrollment settings
         target.report.problems.append(
             Problem(target.display, "experiment", f"the enrollments query cannot be built: {e}", CONFIG)
         )
     for basis in _bases(resolved):
-        try:
-            sql = metrics_query(resolved, target.limits, basis)
-        except Exception as e:  # noqa: BLE001 - e.g. a template mozanalysis cannot render
-            target.report.problems.append(
-                Problem(target.display, "metrics", f"the {basis.value} metrics query cannot be built: {e}",
-                        CONFIG)
-            )
-            continue
-        if sql is not None:
-            target.queries.append((f"metrics/{basis.value}", sql))
+        for data_source, names in data_source_groups(resolved, basis).items():
+            try:
+                sql = metrics_query(resolved, target.limits, basis, names)
+            except Exception as e:  # noqa: BLE001 - e.g. a template mozanalysis cannot render
+                target.report.problems.append(Problem(
+                    target.display, "metrics",
+                    f"the {basis.value} metrics query of data source {data_source!r} cannot be built: {e}", CONFIG,
+                ))
+                continue
+            if sql is not None:
+                target.queries.append(Query(f"metrics/{basis.value}/{data_source}", sql, basis, data_source,
+                                            tuple(names)))
 
-
-# the local warehouse's message, BigQuery's "Not found: Table p:d.t was not found in location US"
 
 # ----------------------------------------------------------------------------------------------
 # the queries of a resolved config

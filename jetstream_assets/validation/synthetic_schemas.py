@@ -58,6 +58,10 @@ class _Collector:
                 self.unparsable.append(sql)
                 return
             raise SampleTablesError(f"SQL does not parse as BigQuery: {e}") from e
+        self.add_trees(trees)
+
+    def add_trees(self, trees: list) -> None:
+        """Queries already parsed (BigQuery dialect, functions renamed); read only."""
         for tree in trees:
             if tree is None:
                 continue
@@ -228,6 +232,12 @@ class _Collector:
             self._attribute_unnest(source, path, hint)
             return
         select = source.expression
+        if isinstance(select, exp.SetOperation) and source.set_operation_scopes:
+            # every SELECT of a UNION feeds the column (BigQuery names it after the first; the others
+            # are matched by name, as the configs write them)
+            for branch in source.set_operation_scopes:
+                self._attribute(scope, branch, path, hint)
+            return
         if isinstance(select, exp.SetOperation):
             select = select.this  # the first SELECT of a UNION names the columns
             while isinstance(select, exp.SetOperation):
@@ -442,6 +452,17 @@ def table_schemas(
     collector = _Collector(exclude_datasets, unparsable)
     for sql in sqls:
         collector.add_sql(sql)
+    return _columns(collector)
+
+
+def tree_schemas(trees: list, exclude_datasets: Iterable[str] = ()) -> dict[TableKey, list[Column]]:
+    """`table_schemas` of one query already parsed (`transpile.parse_bigquery`)."""
+    collector = _Collector(exclude_datasets)
+    collector.add_trees(trees)
+    return _columns(collector)
+
+
+def _columns(collector: _Collector) -> dict[TableKey, list[Column]]:
     out: dict[TableKey, list[Column]] = {}
     for key, hint in sorted(collector.tables.items()):
         columns = [_column(name, sub, [name]) for name, sub in sorted(hint.fields.items())]

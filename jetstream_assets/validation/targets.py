@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -44,8 +45,8 @@ class Target:
     resolved: ResolvedConfig | None = None
     limits: TimeLimits | None = None
     report: FileReport | None = None
-    #: (label, sql) to dry-run; label "enrollments" or "metrics/<basis>"
-    queries: list[tuple[str, str]] = field(default_factory=list)
+    #: `sql.Query`s to dry-run
+    queries: list = field(default_factory=list)
 
 
 def file_kind(path: Path) -> str:
@@ -100,8 +101,24 @@ def own_line(target: Target, fld: str) -> int | None:
     return None
 
 
-def locate(target: Target, path: list[str]) -> tuple[str, int | None]:
-    """The file (shown as given for the validated one) and line that define a config entry."""
+def _key_line(text: str, table_line: int | None, key: str) -> int | None:
+    """Line of `key = ...` inside the table starting at `table_line` (or inline on that line)."""
+    if table_line is None:
+        return None
+    lines = text.splitlines()
+    if re.search(rf"\b{re.escape(key)}\s*=", lines[table_line - 1]):
+        return table_line
+    for number in range(table_line, len(lines)):
+        if lines[number].lstrip().startswith("["):
+            break
+        if re.match(rf"\s*{re.escape(key)}\s*=", lines[number]):
+            return number + 1
+    return table_line
+
+
+def locate(target: Target, path: list[str], key: str | None = None) -> tuple[str, int | None]:
+    """The file (shown as given for the validated one) and line that define a config entry (with `key`:
+    the line of that key in the entry's table)."""
     loaded = target.loaded
     if loaded is None:
         return target.display, None
@@ -113,13 +130,15 @@ def locate(target: Target, path: list[str]) -> tuple[str, int | None]:
     candidates += [loaded.defaults_path(platform), *reversed(loaded.definition_paths(platform))]
     for rel in candidates:
         node = loaded.raw.get(rel or "")
-        for key in path:
-            node = node.get(key) if isinstance(node, dict) else None
+        for part in path:
+            node = node.get(part) if isinstance(node, dict) else None
         if node is not None:
             text = None
             with contextlib.suppress(OSError):
                 text = (loaded.root / rel).read_text(encoding="utf-8")
             line = _field_line(text, ".".join(path)) if text else None
+            if key is not None and text:
+                line = _key_line(text, line, key)
             return display_name(target, rel), line
     return target.display, None
 

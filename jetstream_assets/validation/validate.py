@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from jetstream_assets.config.resolve import PLATFORMS
-from jetstream_assets.validation.dry_run import dry_run_target, synthetic_warehouse
+from jetstream_assets.validation.dry_run import DryRuns, dry_run_target
 from jetstream_assets.validation.report import PARSE, FileReport
 from jetstream_assets.validation.resolution import (
     resolve_defaults,
@@ -29,6 +29,7 @@ from jetstream_assets.validation.resolution import (
     resolve_outcome,
 )
 from jetstream_assets.validation.sql import build_queries
+from jetstream_assets.validation.synthetic_engine import SyntheticEngine
 from jetstream_assets.validation.targets import prepare_target
 from jetstream_assets.warehouse.base import Warehouse
 
@@ -39,13 +40,12 @@ def validate_configs(
     metric_hub: str | Path | None = None,
     warehouse: Warehouse | None = None,
     synthetic: bool = False,
-    synthetic_dir: str | Path | None = None,
     today: dt.date | None = None,
 ) -> list[FileReport]:
     """Validate metric-hub files; one report per path, in order.
 
-    `warehouse` runs the dry runs; with `synthetic` (or no warehouse) they run on a local warehouse
-    whose tables are derived from the SQL (in `synthetic_dir`, or a temporary folder).
+    `warehouse` runs the dry runs; with `synthetic` (or no warehouse) they run on the synthetic engine
+    (empty tables derived from each query's own SQL, `synthetic_engine`).
     """
     if platform is not None and platform not in PLATFORMS:
         raise ValueError(f"--platform {platform!r} is not supported; use one of {sorted(PLATFORMS)}")
@@ -72,9 +72,13 @@ def validate_configs(
             build_queries(target, today)
         if any(t.queries for t in targets):
             if warehouse is None or synthetic:
-                warehouse = synthetic_warehouse(targets, synthetic_dir, stack)
+                engine = SyntheticEngine()
+                stack.callback(engine.close)
+            else:
+                engine = warehouse
+            dry_run = DryRuns(engine)
             for target in targets:
-                dry_run_target(target, warehouse)
+                dry_run_target(target, dry_run)
     return [t.report for t in targets]
 
 

@@ -1,0 +1,73 @@
+"""Dry runs without data: each query compiled by DuckDB against empty tables derived from that query alone.
+
+`validate-config --synthetic` needs no warehouse: a query is parsed once (BigQuery dialect), the tables it
+reads get the columns and types its own SQL gives them (`synthetic_schemas`), those tables are registered
+as empty Arrow tables in one in-memory DuckDB connection (with the `mozfun` macros, created once), and the
+query, transpiled to DuckDB, is EXPLAINed there. A verdict therefore depends on the query alone, never on
+the other files validated in the same call, and an identical query (the defaults every config shares) is
+compiled once.
+"""
+
+from __future__ import annotations
+
+import duckdb
+import pyarrow as pa
+from sqlglot import exp
+
+from jetstream_assets.sql.mozfun import macro_statements
+from jetstream_assets.sql.transpile import TranspileError, parse_bigquery, trees_to_duckdb
+from jetstream_assets.validation.synthetic_schemas import Column, tree_schemas
+from jetstream_assets.warehouse.base import WarehouseError
+
+#: a table the SQL reads without naming any column still needs columns to exist
+_PLACEHOLDER = [pa.field("client_id", pa.string()), pa.field("submission_date", pa.date32())]
+
+
+class SyntheticEngine:
+    """`dry_run(sql)` as a Warehouse's: raises WarehouseError when the query does not compile."""
+
+    def __init__(self, exclude_datasets: tuple[str, ...] = ("mozanalysis",)) -> None:
+        self.exclude = exclude_datasets
+        self.con = duckdb.connect(":memory:")
+        self.con.execute("SET threads = 1")
+        for statement in macro_statements():
+            self.con.execute(statement)
+        self._registered: dict[tuple[str, str, str], str] = {}
+
+    def close(self) -> None:
+        self.con.close()
+
+    def _table(self, dataset: str, table: str, columns: list[Column]) -> str:
+        """The name of an empty table with these columns (registered once per distinct schema)."""
+        fields = [pa.field(c.name, c.arrow) for c in columns] or _PLACEHOLDER
+        schema = pa.schema(fields)
+        key = (dataset, table, schema.to_string())
+        if key not in self._registered:
+            name = f"synthetic_{len(self._registered)}"
+            self.con.register(name, pa.Table.from_pylist([], schema=schema))
+            self._registered[key] = name
+        return self._registered[key]
+
+    def dry_run(self, sql: str) -> None:
+        try:
+            trees = parse_bigquery(sql)
+        except TranspileError as e:
+            raise WarehouseError(str(e)) from e
+        names = {key: self._table(*key, columns) for key, columns in tree_schemas(trees, self.exclude).items()}
+
+        def resolve(project: str | None, dataset: str, table: str):
+            if not dataset:
+                return None
+            name = names.get((dataset, table))
+            if name is None:
+                raise WarehouseError(f"Table {dataset}.{table} does not exist in the local warehouse")
+            return exp.to_table(name)
+
+        try:
+            duck_sql = trees_to_duckdb(trees, resolve)
+        except TranspileError as e:
+            raise WarehouseError(str(e)) from e
+        try:
+            self.con.execute(f"EXPLAIN {duck_sql}")
+        except duckdb.Error as e:
+            raise WarehouseError(f"Query does not compile: {e}") from e
