@@ -232,7 +232,6 @@ def _defined_metrics(target: Target) -> set[str]:
 
 
 
-_PLATFORM_PROBLEMS = {UNKNOWN_METRIC, UNKNOWN_OUTCOME, UNKNOWN_DATA_SOURCE, SEGMENT, CONFIG}
 #: slug words that name a platform: tried first when inferring an experiment's platform
 _SLUG_PLATFORMS = {"desktop": "firefox_desktop", "ios": "firefox_ios", "android": "fenix", "fenix": "fenix"}
 
@@ -242,26 +241,69 @@ def _platform_candidates(slug: str) -> list[str]:
     return list(dict.fromkeys([*hinted, "firefox_desktop", *PLATFORMS]))
 
 
+def _referenced(raw: dict) -> set[tuple[str, str]]:
+    """(kind, name) of what an experiment config uses without defining it: metrics listed in periods,
+    segments, outcomes and the data sources of its own metrics and segments."""
+    metrics = raw.get("metrics") if isinstance(raw.get("metrics"), dict) else {}
+    segments = raw.get("segments") if isinstance(raw.get("segments"), dict) else {}
+    experiment = raw.get("experiment") if isinstance(raw.get("experiment"), dict) else {}
+    own_sources = set(raw.get("data_sources") or {}) | set(segments.get("data_sources") or {})
+    out = {("metrics", m) for v in metrics.values() if isinstance(v, list) for m in v if m not in metrics}
+    out |= {("segments", s) for s in experiment.get("segments") or [] if s not in segments}
+    out |= {("outcomes", o) for o in experiment.get("outcomes") or []}
+    for entries in (metrics, segments):
+        for entry in entries.values():
+            source = entry.get("data_source") if isinstance(entry, dict) else None
+            if isinstance(source, str) and source not in own_sources:
+                out.add(("data_sources", source))
+    return out
+
+
+def _defined(loaded: LoadedConfigs, platform: str) -> set[tuple[str, str]]:
+    """(kind, name) a platform's definitions, defaults and outcomes define."""
+    out = set()
+    for rel in [*loaded.definition_paths(platform), loaded.defaults_path(platform)]:
+        raw = loaded.raw.get(rel) or {}
+        for kind in ("metrics", "segments", "data_sources"):
+            out |= {(kind, name) for name in raw.get(kind) or {}}
+        out |= {("data_sources", name) for name in (raw.get("segments") or {}).get("data_sources") or {}}
+    prefix = f"{loaded.jetstream_prefix}outcomes/{platform}/"
+    for rel, raw in loaded.raw.items():
+        if rel.startswith(prefix):
+            out.add(("outcomes", rel[len(prefix):].removesuffix(".toml")))
+            out |= {("metrics", name) for name in (raw or {}).get("metrics") or {}}
+    return out
+
+
+def _ranked_platforms(loaded: LoadedConfigs, raw: dict, slug: str) -> list[str]:
+    """Candidate platforms, those defining the most of what the config uses first (slug-hinted
+    platforms, then desktop, then the others on ties); names no platform defines do not count."""
+    candidates = _platform_candidates(slug)
+    used = _referenced(raw)
+    defined = {p: _defined(loaded, p) & used for p in candidates}
+    anywhere = set().union(*defined.values())
+    return sorted(candidates, key=lambda p: (len(anywhere - defined[p]), candidates.index(p)))
+
+
 def resolve_experiment_config(target: Target, platform: str | None, today: dt.date) -> None:
-    """Resolve an experiment config; without a platform, take the first (slug-hinted platforms, then
-    desktop, then the others) whose definitions resolve it without problems, else the one with fewest."""
+    """Resolve an experiment config on `platform`; without one, on the platform whose definitions
+    define the most of what the config uses (ties: slug-hinted platforms, then desktop, then the others),
+    the next one only when it cannot be resolved at all."""
     assert target.loaded is not None
     slug = target.path.stem
     raw = target.loaded.raw.get(target.rel or "", {})
     query = str((raw.get("experiment") or {}).get("enrollment_query") or "")
-    candidates = [platform] if platform else _platform_candidates(slug)
-    best = None
+    candidates = [platform] if platform else _ranked_platforms(target.loaded, raw, slug)
+    first = None
     for candidate in candidates:
         target.platform = candidate
         experiment = stand_in_experiment(slug, candidate, today, group_randomized="profile_group_id" in query)
-        resolved, problems = _resolve(target, experiment, target.loaded)
-        score = (resolved is None, sum(p.kind in _PLATFORM_PROBLEMS for p in problems))
-        if best is None or score < best[0]:
-            best = (score, candidate, resolved, problems)
-        if score == (False, 0):
+        target.resolved, problems = _resolve(target, experiment, target.loaded)
+        first = first or (candidate, problems)
+        if target.resolved is not None:
             break
-    assert best is not None
-    _, target.platform, target.resolved, problems = best
+    if target.resolved is None:  # unresolvable anywhere: report the likeliest platform's problems
+        target.platform, problems = first
     target.report.platform = target.platform
     if not platform and len(candidates) > 1:
         target.report.note = "platform inferred; pass --platform to choose"

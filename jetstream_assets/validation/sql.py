@@ -61,15 +61,27 @@ def validation_time_limits(resolved: ResolvedConfig, today: dt.date) -> TimeLimi
     )
 
 
+def _recent_limits(today: dt.date) -> TimeLimits:
+    enrollment_days, length = DEFAULT_ENROLLMENT_DAYS, DEFAULT_ANALYSIS_DAYS
+    start = today - dt.timedelta(days=enrollment_days + length + 1)
+    return TimeLimits.for_single_analysis_window(
+        first_enrollment_date=start.isoformat(),
+        last_date_full_data=(start + dt.timedelta(days=enrollment_days + length)).isoformat(),
+        analysis_start_days=0,
+        analysis_length_dates=length,
+        num_dates_enrollment=enrollment_days,
+    )
+
+
 def _mock_enrollments(resolved: ResolvedConfig) -> str:
     """A stand-in enrollments table for metrics dry runs: the enrollments query is dry-run on its own,
     so a metric's problem is never blamed on the enrollments (two rows: BigQuery refuses a constant
-    one-row table in some plans)."""
-    segments = "".join(f", FALSE AS `{s.name}`" for s in resolved.config.experiment.segments)
+    one-row table in some plans). Metrics never read segment columns, so it has none: the metrics
+    queries of configs that differ only in segments are then the same query."""
     row = (
         "SELECT '00000000-0000-4000-8000-000000000000' AS analysis_id, 'control' AS branch, "
         "DATE('2024-01-01') AS enrollment_date, 1 AS num_enrollment_events, "
-        f"DATE('2024-01-01') AS exposure_date, 1 AS num_exposure_events{segments}"
+        "DATE('2024-01-01') AS exposure_date, 1 AS num_exposure_events"
     )
     return f"{row} UNION ALL {row}"
 
@@ -140,13 +152,19 @@ def data_source_groups(resolved: ResolvedConfig, basis: AnalysisBasis) -> dict[s
     return out
 
 
-def build_queries(target: Target, today: dt.date) -> None:
+def build_queries(target: Target, today: dt.date, *, own_dates: bool = True) -> None:
     """The enrollments query, and per basis one metrics query per data source (a failing data source
-    or metric then never hides the others, and the queries configs share are compiled once)."""
+    or metric then never hides the others, and the queries configs share are compiled once).
+
+    Without `own_dates` (dry runs that only compile, where dates are mere literals) every config's
+    queries cover the same recent window, so configs that differ only in dates share their queries;
+    the config's own dates are still checked."""
     if target.resolved is None:
         return
     try:
         target.limits = validation_time_limits(target.resolved, today)
+        if not own_dates:
+            target.limits = _recent_limits(today)
         target.resolved = resolved = _stand_in_slug(target.resolved)
     except ValueError as e:
         target.report.problems.append(Problem(target.display, "experiment.enrollment_period", str(e), CONFIG))

@@ -3,7 +3,7 @@
 `validate-config --synthetic` needs no warehouse: a query is parsed once (BigQuery dialect), the tables it
 reads get the columns and types its own SQL gives them (`synthetic_schemas`), those tables are registered
 as empty Arrow tables in one in-memory DuckDB connection (with the `mozfun` macros, created once), and the
-query, transpiled to DuckDB, is EXPLAINed there. A verdict therefore depends on the query alone, never on
+query, transpiled to DuckDB, is prepared (bound: names, types, functions) there. A verdict therefore depends on the query alone, never on
 the other files validated in the same call, and an identical query (the defaults every config shares) is
 compiled once.
 """
@@ -67,7 +67,8 @@ class SyntheticEngine:
             duck_sql = trees_to_duckdb(trees, resolve)
         except TranspileError as e:
             raise WarehouseError(str(e)) from e
-        try:
-            self.con.execute(f"EXPLAIN {duck_sql}")
+        try:  # binding is what finds the errors (names, types, functions); no plan is needed
+            self.con.execute(f"PREPARE validation_query AS {duck_sql}")
         except duckdb.Error as e:
             raise WarehouseError(f"Query does not compile: {e}") from e
+        self.con.execute("DEALLOCATE validation_query")

@@ -12,12 +12,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import pyarrow as pa
-import sqlglot
 from sqlglot import exp
 from sqlglot.optimizer.scope import Scope, traverse_scope
 
 from jetstream_assets.sql.mozfun import KV_KEY_TYPES, KV_VALUE_TYPES
-from jetstream_assets.sql.transpile import rename_udf_calls
+from jetstream_assets.sql.transpile import TranspileError, parse_bigquery
 from jetstream_assets.validation.synthetic_types import (
     GLEAN_TYPES,
     TypeHint,
@@ -52,12 +51,12 @@ class _Collector:
     # -- entry ---------------------------------------------------------------------------------
     def add_sql(self, sql: str) -> None:
         try:
-            trees = sqlglot.parse(rename_udf_calls(sql), read="bigquery")
-        except sqlglot.errors.ParseError as e:
+            trees = parse_bigquery(sql)
+        except TranspileError as e:
             if self.unparsable is not None:
                 self.unparsable.append(sql)
                 return
-            raise SampleTablesError(f"SQL does not parse as BigQuery: {e}") from e
+            raise SampleTablesError(str(e)) from e
         self.add_trees(trees)
 
     def add_trees(self, trees: list) -> None:

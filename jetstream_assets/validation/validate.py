@@ -50,6 +50,7 @@ def validate_configs(
     if platform is not None and platform not in PLATFORMS:
         raise ValueError(f"--platform {platform!r} is not supported; use one of {sorted(PLATFORMS)}")
     today = today or dt.date.today()
+    synthetic = synthetic or warehouse is None
     with contextlib.ExitStack() as stack:
         targets = [prepare_target(Path(p), metric_hub, stack) for p in paths]
         for target in targets:
@@ -69,9 +70,9 @@ def validate_configs(
                 resolve_defaults(target, platform, today)
             elif target.kind == "definitions":
                 resolve_definitions(target, today)
-            build_queries(target, today)
+            build_queries(target, today, own_dates=not synthetic)
         if any(t.queries for t in targets):
-            if warehouse is None or synthetic:
+            if synthetic:
                 engine = SyntheticEngine()
                 stack.callback(engine.close)
             else:
