@@ -160,8 +160,6 @@ def trees_to_duckdb(statements: list[exp.Expression], resolve_table: TableResolv
             alias = node.alias or name
             return exp.alias_(replacement, exp.to_identifier(alias), table=True)
 
-        tree = tree.transform(replace, copy=False)
-        tree = tree.transform(_array_agg_limit, copy=False)
-        tree = tree.transform(_unaliased_unnest, copy=False)
-        out.append(tree.sql(dialect="duckdb"))
+        tree = tree.transform(lambda n: _unaliased_unnest(_array_agg_limit(replace(n))), copy=False)
+        out.append(tree.sql(dialect="duckdb", copy=False))  # the tree is ours: no defensive copy
     return ";\n".join(out)

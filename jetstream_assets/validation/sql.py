@@ -135,10 +135,14 @@ def _stand_in_slug(resolved: ResolvedConfig) -> ResolvedConfig:
     )
 
 
-def data_source_groups(resolved: ResolvedConfig, basis: AnalysisBasis) -> dict[str, list[str]]:
-    """Metric names of a basis, by the data source their SQL reads, in config order (a metric computed
-    from others via depends_on goes with its upstream metrics' data sources: it queries them)."""
-    out: dict[str, list[str]] = {}
+def data_source_groups(
+    resolved: ResolvedConfig, basis: AnalysisBasis, shared: frozenset[str] = frozenset()
+) -> dict[tuple[str, bool], list[str]]:
+    """Metric names of a basis by (data source their SQL reads, whether they are `shared`), in config
+    order. A metric computed from others via depends_on goes with its upstream metrics' data sources (it
+    queries them). Shared metrics (the platform defaults a config does not redefine) get queries of their
+    own, the same for every config, so they are compiled once."""
+    out: dict[tuple[str, bool], list[str]] = {}
     for summary in unique_summaries(resolved):
         metric = summary.metric
         if basis not in metric.analysis_bases:
@@ -146,10 +150,23 @@ def data_source_groups(resolved: ResolvedConfig, basis: AnalysisBasis) -> dict[s
         sources = [metric] if metric.select_expression else [d.metric for d in metric.depends_on or []]
         for source in sources:
             if source.select_expression and source.data_source is not None:
-                names = out.setdefault(source.data_source.name, [])
+                names = out.setdefault((source.data_source.name, metric.name in shared), [])
                 if metric.name not in names:
                     names.append(metric.name)
     return out
+
+
+def _shared_metrics(target: Target) -> frozenset[str]:
+    """Metrics of the platform defaults that the validated file and outcomes do not (re)define."""
+    loaded = target.loaded
+    if loaded is None or target.platform is None or target.kind != "experiment":
+        return frozenset()
+    defaults = loaded.raw.get(loaded.defaults_path(target.platform)) or {}
+    listed = {m for v in (defaults.get("metrics") or {}).values() if isinstance(v, list) for m in v}
+    own = (loaded.raw.get(target.rel or "") or {}).get("metrics") or {}
+    outcomes = {m for rel, raw in loaded.raw.items() if "/outcomes/" in f"/{rel}"
+                for m in (raw or {}).get("metrics") or {}}
+    return frozenset(listed - set(own) - outcomes)
 
 
 def build_queries(target: Target, today: dt.date, *, own_dates: bool = True) -> None:
@@ -175,8 +192,18 @@ def build_queries(target: Target, today: dt.date, *, own_dates: bool = True) -> 
         target.report.problems.append(
             Problem(target.display, "experiment", f"the enrollments query cannot be built: {e}", CONFIG)
         )
+    shared = _shared_metrics(target)
+    checked: set[str] = set()
     for basis in _bases(resolved):
-        for data_source, names in data_source_groups(resolved, basis).items():
+        groups = data_source_groups(resolved, basis, shared)
+        if basis == AnalysisBasis.EXPOSURES and checked:
+            # the exposures query is the enrollments one joined with the exposure signal (dry-run in the
+            # enrollments query): metrics compiled on the enrollments basis need only one such check
+            kept = {k: v for k, v in groups.items() if not set(v) <= checked}
+            first = next(iter(groups.items()), None)
+            groups = kept or dict([first] if first else [])
+        checked |= {n for names in groups.values() for n in names}
+        for (data_source, _), names in groups.items():
             try:
                 sql = metrics_query(resolved, target.limits, basis, names)
             except Exception as e:  # noqa: BLE001 - e.g. a template mozanalysis cannot render

@@ -165,7 +165,11 @@ def _overlay(hub: Path, path: Path, kind: str) -> Iterator[tuple[Path, str]]:
 
 
 
-def prepare_target(path: Path, metric_hub: str | Path | None, stack: contextlib.ExitStack) -> Target:
+def prepare_target(
+    path: Path, metric_hub: str | Path | None, stack: contextlib.ExitStack, hubs: dict | None = None
+) -> Target:
+    """What `path` is and the metric-hub it is validated in (`hubs`: hubs loaded by this call, by root)."""
+    hubs = {} if hubs is None else hubs
     display = str(path)
     kind = file_kind(path)
     target = Target(path, display, kind)
@@ -192,7 +196,9 @@ def prepare_target(path: Path, metric_hub: str | Path | None, stack: contextlib.
         inside = False
     try:
         if inside:
-            target.loaded = load_metric_hub(hub)
+            if hub not in hubs:
+                hubs[hub] = load_metric_hub(hub)
+            target.loaded = hubs[hub]
         else:
             root, rel = stack.enter_context(_overlay(hub, path, kind))
             target.loaded = load_metric_hub(root)

@@ -52,7 +52,8 @@ def validate_configs(
     today = today or dt.date.today()
     synthetic = synthetic or warehouse is None
     with contextlib.ExitStack() as stack:
-        targets = [prepare_target(Path(p), metric_hub, stack) for p in paths]
+        hubs: dict = {}
+        targets = [prepare_target(Path(p), metric_hub, stack, hubs) for p in paths]
         for target in targets:
             problems = target.report.problems
             if target.kind in ("skipped", "functions") or target.loaded is None:
