@@ -167,6 +167,20 @@ def _literal_hint(node: exp.Expression) -> TypeHint | None:
     return None
 
 
+def _branch_literals(node: exp.Expression, branch: exp.Expression) -> TypeHint:
+    """Type hints from the literal values of a CASE's (or IF's) other branches."""
+    case = node.parent if isinstance(node, exp.If) and isinstance(node.parent, exp.Case) else node
+    if isinstance(case, exp.Case):
+        values = [i.args.get("true") for i in case.args.get("ifs") or []] + [case.args.get("default")]
+    else:  # IF(cond, a, b)
+        values = [case.args.get("true"), case.args.get("false")]
+    out = TypeHint()
+    for value in values:
+        if value is not None and value is not branch and (lit := _literal_hint(value)) is not None:
+            out.merge(TypeHint(hints=lit.hints))  # the type only: another branch's text is not this one's
+    return out
+
+
 def _like_literal(pattern: str) -> str:
     """A string matching a LIKE pattern."""
     return pattern.replace("\\_", "_").replace("%", "").replace("_", "x") or "x"
@@ -190,9 +204,22 @@ def usage(node: exp.Expression, depth: int = 0) -> TypeHint:
     if isinstance(parent, exp.If):
         if parent.this is node:
             return _hint("bool")
-        return usage(parent, depth + 1)
+        # a branch value: typed like the literals of the other branches (THEN 0 / ELSE 'none'), then
+        # by how the whole CASE / IF is used
+        return _branch_literals(parent, node).merge(usage(parent, depth + 1))
     if isinstance(parent, exp.Case):
-        return usage(parent, depth + 1)
+        if parent.this is node:  # CASE x WHEN 1 THEN ...: x is compared with the WHEN values
+            out = TypeHint()
+            for when in parent.args.get("ifs") or []:
+                if (lit := _literal_hint(when.this)) is not None:
+                    out.merge(lit)
+            return out
+        return _branch_literals(parent, node).merge(usage(parent, depth + 1))
+    if isinstance(parent, exp.Unnest):  # UNNEST(x): x is a list ('a' IN UNNEST(x): of what 'a' is)
+        element = TypeHint()
+        if isinstance(parent.parent, exp.In) and (lit := _literal_hint(parent.parent.this)) is not None:
+            element = lit
+        return TypeHint(element=element)
     if isinstance(parent, exp.Is):
         return _hint("bool") if isinstance(parent.expression, exp.Boolean) else TypeHint()
     if isinstance(parent, exp.Join) or (isinstance(parent, exp.Having)):
