@@ -188,3 +188,31 @@ def test_with_data_sources_compile(reports):
     report = reports["with-data-sources"]
     assert report.valid, [str(p) for p in report.problems]
     assert report.dry_runs >= 3  # enrollments (segment + exposure signal), metrics on both bases
+
+
+def test_enrollment_columns_are_not_made_ambiguous(tmp_path):
+    """Defect: an unqualified `branch` or `enrollment_date` in a select_expression (BigQuery reads them from
+    the enrollments: the data source has no such column) was given to the synthetic data source table
+    too, and DuckDB refused the now ambiguous name."""
+    root = tmp_path / "hub"
+    for rel in ("definitions/functions.toml", "definitions/firefox_desktop.toml",
+                "jetstream/defaults/firefox_desktop.toml"):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+    (root / "definitions/functions.toml").write_text((SAMPLE / "definitions/functions.toml").read_text())
+    (root / "definitions/firefox_desktop.toml").write_text(textwrap.dedent(FILES["definitions/firefox_desktop.toml"]))
+    (root / "jetstream/defaults/firefox_desktop.toml").write_text("[metrics]\nweekly = []\n")
+    config = root / "jetstream/enrollment-columns.toml"
+    config.write_text(textwrap.dedent("""
+        [metrics]
+        weekly = ["first_day_uris", "treatment_days"]
+        [metrics.first_day_uris]
+        select_expression = "SUM(IF(submission_date = enrollment_date, uri_count, 0))"
+        data_source = "clients_daily"
+        statistics = { bootstrap_mean = {} }
+        [metrics.treatment_days]
+        select_expression = "COUNTIF(branch = 'treatment' AND exposure_date IS NOT NULL)"
+        data_source = "clients_daily"
+        statistics = { bootstrap_mean = {} }
+    """))
+    [report] = validate_configs([config], synthetic=True, platform="firefox_desktop")
+    assert report.valid, [str(p) for p in report.problems]

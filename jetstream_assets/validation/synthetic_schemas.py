@@ -28,6 +28,11 @@ from jetstream_assets.validation.synthetic_types import (
     usage,
 )
 
+#: columns of an enrollments table (mozanalysis' results dataset): never a data source's
+ENROLLMENT_COLUMNS = frozenset({
+    "analysis_id", "branch", "enrollment_date", "num_enrollment_events", "exposure_date", "num_exposure_events",
+})
+
 TableKey = tuple[str, str]  # (dataset, table): the local warehouse ignores the project
 
 
@@ -192,23 +197,48 @@ class _Collector:
             return unnests[0][1]
         if len(others) == 1:
             return others[0][1]
+        # BigQuery resolves an unqualified name to the one source that has it: a name the enrollments
+        # (`e`, a CTE or the results table) provide is theirs, not a column the data source must grow
+        # (which would make it ambiguous, e.g. `branch`, `enrollment_date`)
+        for _, source in others:
+            if self._provides(source, name):
+                return source
         for alias, source in others:  # mozanalysis: enrollments `e` joined with data source `ds`
             if alias == "ds":
-                return source
-        for _, source in others:
-            if isinstance(source, Scope) and name in self._provided(source):
                 return source
         for _, source in others:
             if isinstance(source, Scope) or self._table_key(source) is not None:
                 return source
         return None
 
-    @staticmethod
-    def _provided(scope: Scope) -> set[str]:
-        select = scope.expression
+    def _provides(self, source, name: str, depth: int = 0) -> bool:
+        """Whether `source` certainly has column `name`: a projection names it (through `*` too), or it
+        is an enrollments table (results dataset) and `name` one of its columns."""
+        if isinstance(source, exp.Table):
+            key = self._table_key(source)
+            return key is not None and key[0] in self.exclude and name in ENROLLMENT_COLUMNS
+        if not isinstance(source, Scope) or depth > 10:
+            return False
+        select = source.expression
+        while isinstance(select, exp.SetOperation):
+            select = select.this
         if not isinstance(select, exp.Select):
-            return set()
-        return {p.alias_or_name for p in select.expressions}
+            return False
+        for projection in select.expressions:
+            star = projection.this if isinstance(projection, exp.Column) else projection
+            if not isinstance(star, exp.Star):
+                if projection.alias_or_name == name:
+                    return True
+                continue
+            if name in {e.name for e in star.args.get("except_") or []}:
+                continue
+            qualifier = projection.table if isinstance(projection, exp.Column) else ""
+            inner = [source.sources.get(qualifier)] if qualifier else [
+                s for _, s in source.selected_sources.values()
+            ]
+            if any(self._provides(s, name, depth + 1) for s in inner if s is not None):
+                return True
+        return False
 
     @staticmethod
     def _unnest_alias(scope: Scope) -> str | None:
