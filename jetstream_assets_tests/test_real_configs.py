@@ -166,7 +166,7 @@ def test_glean_app_enrolls_through_events_stream(tmp_path):
     enrolled = warehouse.read_table("enrollments_fenix")
     assert 0 < len(enrolled) < 30 and set(enrolled["branch"]) == set(fenix.branches)
     metrics = warehouse.query(queries[1].sql)
-    assert len(metrics) == len(enrolled) and set(queries[1].metrics) <= set(metrics.columns)
+    assert len(metrics) == len(enrolled) and set(queries[1].names) <= set(metrics.columns)
 
 
 # ---- schema derivation on small SQL ------------------------------------------------------------

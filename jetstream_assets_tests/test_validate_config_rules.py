@@ -2,15 +2,14 @@
 treatment (a listed metric, a depends_on metric, an outcome's metric), statistic parameters against each
 statistic's schema, a data source override whose own SQL does not compile; `(WITH ...)` data sources work."""
 
-import textwrap
 from pathlib import Path
 
 import pytest
 
 from jetstream_assets.validation import validate_configs
 from jetstream_assets.validation.report import LOCAL_FUNCTION, NO_STATISTICS, STATISTIC_PARAMETER
+from jetstream_assets_tests.worlds import write_hub
 
-SAMPLE = Path("/work/shared/metric-hub-sample")
 
 FILES = {
     "definitions/firefox_desktop.toml": """
@@ -78,6 +77,18 @@ FILES = {
         [data_sources.clients_daily]
         from_expression = "(SELECT *, mozfun.nope.missing(client_id) AS y FROM mozdata.telemetry.clients_daily)"
     """,
+    "jetstream/enrollment-columns.toml": """
+        [metrics]
+        weekly = ["first_day_uris", "treatment_days"]
+        [metrics.first_day_uris]
+        select_expression = "SUM(IF(submission_date = enrollment_date, uri_count, 0))"
+        data_source = "clients_daily"
+        statistics = { bootstrap_mean = {} }
+        [metrics.treatment_days]
+        select_expression = "COUNTIF(branch = 'treatment' AND exposure_date IS NOT NULL)"
+        data_source = "clients_daily"
+        statistics = { bootstrap_mean = {} }
+    """,
     "jetstream/with-data-sources.toml": '''
         [experiment]
         segments = ["heavy"]
@@ -126,12 +137,7 @@ FILES = {
 
 @pytest.fixture(scope="module")
 def reports(tmp_path_factory):
-    root = tmp_path_factory.mktemp("rules-hub")
-    (root / "definitions").mkdir()
-    (root / "definitions/functions.toml").write_text((SAMPLE / "definitions/functions.toml").read_text())
-    for rel, text in FILES.items():
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        (root / rel).write_text(textwrap.dedent(text).lstrip("\n"))
+    root = write_hub(tmp_path_factory.mktemp("rules-hub"), FILES)
     paths = [root / rel for rel in FILES if rel.startswith("jetstream/") and "/" not in rel[len("jetstream/"):]]
     out = validate_configs(paths, synthetic=True, platform="firefox_desktop")
     return {Path(r.path).stem: r for r in out}
@@ -190,29 +196,10 @@ def test_with_data_sources_compile(reports):
     assert report.dry_runs >= 3  # enrollments (segment + exposure signal), metrics on both bases
 
 
-def test_enrollment_columns_are_not_made_ambiguous(tmp_path):
+
+def test_enrollment_columns_are_not_made_ambiguous(reports):
     """Defect: an unqualified `branch` or `enrollment_date` in a select_expression (BigQuery reads them from
     the enrollments: the data source has no such column) was given to the synthetic data source table
     too, and DuckDB refused the now ambiguous name."""
-    root = tmp_path / "hub"
-    for rel in ("definitions/functions.toml", "definitions/firefox_desktop.toml",
-                "jetstream/defaults/firefox_desktop.toml"):
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-    (root / "definitions/functions.toml").write_text((SAMPLE / "definitions/functions.toml").read_text())
-    (root / "definitions/firefox_desktop.toml").write_text(textwrap.dedent(FILES["definitions/firefox_desktop.toml"]))
-    (root / "jetstream/defaults/firefox_desktop.toml").write_text("[metrics]\nweekly = []\n")
-    config = root / "jetstream/enrollment-columns.toml"
-    config.write_text(textwrap.dedent("""
-        [metrics]
-        weekly = ["first_day_uris", "treatment_days"]
-        [metrics.first_day_uris]
-        select_expression = "SUM(IF(submission_date = enrollment_date, uri_count, 0))"
-        data_source = "clients_daily"
-        statistics = { bootstrap_mean = {} }
-        [metrics.treatment_days]
-        select_expression = "COUNTIF(branch = 'treatment' AND exposure_date IS NOT NULL)"
-        data_source = "clients_daily"
-        statistics = { bootstrap_mean = {} }
-    """))
-    [report] = validate_configs([config], synthetic=True, platform="firefox_desktop")
+    report = reports["enrollment-columns"]
     assert report.valid, [str(p) for p in report.problems]

@@ -1,17 +1,14 @@
 """Synthetic tables take each column's type from how the SQL uses it (one test per inference case), and a
 query's tables come from that query alone: a file's verdict never depends on the others validated with it."""
 
-import textwrap
-from pathlib import Path
-
 import pytest
 
 from jetstream_assets.validation import validate_configs
 from jetstream_assets.validation.synthetic_engine import SyntheticEngine
 from jetstream_assets.validation.synthetic_schemas import table_schemas
 from jetstream_assets.warehouse.base import WarehouseError
+from jetstream_assets_tests.worlds import write_hub
 
-SAMPLE = Path("/work/shared/metric-hub-sample")
 
 
 def columns(sql: str) -> dict[str, str]:
@@ -96,13 +93,7 @@ HUB = {
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):
-    root = tmp_path_factory.mktemp("types-hub")
-    (root / "definitions").mkdir()
-    (root / "definitions/functions.toml").write_text((SAMPLE / "definitions/functions.toml").read_text())
-    for rel, text in HUB.items():
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        (root / rel).write_text(textwrap.dedent(text))
-    return root
+    return write_hub(tmp_path_factory.mktemp("types-hub"), HUB)
 
 
 def test_verdict_does_not_depend_on_the_other_files(hub):

@@ -103,3 +103,14 @@ def run(world: World, slug: str, dates: list[dt.date] | None = None) -> RunSumma
         end = dt.date.fromisoformat(record["endDate"]) if record.get("endDate") else None
         dates = rerun_dates(dt.date.fromisoformat(record["startDate"]), end, TODAY)
     return run_experiment(world.instance, world.defs, slug, dates)
+
+
+def write_hub(root: Path, files: dict[str, str]) -> Path:
+    """A small metric-hub under `root`: the sample's Jinja functions plus `files` (path -> TOML, dedented)."""
+    import textwrap
+
+    sample = Path("/work/shared/metric-hub-sample/definitions/functions.toml")
+    for rel, text in {"definitions/functions.toml": sample.read_text(), **files}.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(textwrap.dedent(text).lstrip("\n"))
+    return root

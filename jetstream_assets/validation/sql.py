@@ -52,18 +52,15 @@ def validation_time_limits(resolved: ResolvedConfig, today: dt.date) -> TimeLimi
         length = max(length, 1)
     else:
         length = DEFAULT_ANALYSIS_DAYS
-    return TimeLimits.for_single_analysis_window(
-        first_enrollment_date=start.isoformat(),
-        last_date_full_data=(start + dt.timedelta(days=enrollment_days + length)).isoformat(),
-        analysis_start_days=0,
-        analysis_length_dates=length,
-        num_dates_enrollment=enrollment_days,
-    )
+    return _one_window(start, enrollment_days, length)
 
 
 def _recent_limits(today: dt.date) -> TimeLimits:
     enrollment_days, length = DEFAULT_ENROLLMENT_DAYS, DEFAULT_ANALYSIS_DAYS
-    start = today - dt.timedelta(days=enrollment_days + length + 1)
+    return _one_window(today - dt.timedelta(days=enrollment_days + length + 1), enrollment_days, length)
+
+
+def _one_window(start: dt.date, enrollment_days: int, length: int) -> TimeLimits:
     return TimeLimits.for_single_analysis_window(
         first_enrollment_date=start.isoformat(),
         last_date_full_data=(start + dt.timedelta(days=enrollment_days + length)).isoformat(),
@@ -113,13 +110,15 @@ def _bases(resolved: ResolvedConfig) -> list[AnalysisBasis]:
 
 @dataclass(frozen=True)
 class Query:
-    """One query to dry-run: the enrollments query, or the metrics of one data source for one basis."""
+    """One query of a resolved config: the enrollments query, or the metrics `names` (of one data source
+    when validating, of a period for the sample tables) on one basis."""
 
-    label: str  # "enrollments" or "metrics/<basis>/<data source>"
+    label: str  # "enrollments", "metrics/<basis>/<data source>" or "<period>/<basis>"
     sql: str
     basis: AnalysisBasis | None = None
     data_source: str | None = None
     names: tuple[str, ...] = ()
+    period: AnalysisPeriod | None = None
 
 
 #: the experiment slug written into validation SQL: queries then only differ where configs differ, so the
@@ -245,17 +244,6 @@ def time_limits(experiment: SampleExperiment, period: AnalysisPeriod) -> TimeLim
     )
 
 
-@dataclass(frozen=True)
-class SampleQuery:
-    """One query of a resolved config: the enrollments query, or metrics for a period and basis."""
-
-    label: str  # "enrollments" or "<period>/<basis>"
-    sql: str
-    period: AnalysisPeriod | None = None
-    basis: AnalysisBasis | None = None
-    metrics: tuple[str, ...] = ()
-
-
 def unique_summaries(resolved: ResolvedConfig, names: Iterable[str] | None = None) -> list[Summary]:
     """Every (metric, statistic) of every period once, in config order; only `names` when given."""
     wanted = None if names is None else set(names)
@@ -305,7 +293,7 @@ def experiment_queries(
     per_period: bool = False,
     bases: Iterable[AnalysisBasis] = (AnalysisBasis.ENROLLMENTS,),
     names: Iterable[str] | None = None,
-) -> list[SampleQuery]:
+) -> list[Query]:
     """The enrollments query and the metrics queries of `resolved` for `experiment`.
 
     By default one metrics query per basis holds every metric (one `overall`-like window); with
@@ -313,7 +301,7 @@ def experiment_queries(
     """
     names = None if names is None else list(names)
     limits = time_limits(experiment, AnalysisPeriod.WEEK)
-    out = [SampleQuery("enrollments", enrollments_sql(resolved, limits))]
+    out = [Query("enrollments", enrollments_sql(resolved, limits))]
     for basis in bases:
         if per_period:
             for period in AnalysisPeriod:
@@ -331,7 +319,7 @@ def experiment_queries(
                                       if s.metric.name in metrics]},
                 ))
                 sql = metrics_sql(only, time_limits(experiment, period), period, basis, enrollments_table)
-                out.append(SampleQuery(f"{period.value}/{basis.value}", sql, period, basis, metrics))
+                out.append(Query(f"{period.value}/{basis.value}", sql, basis, names=metrics, period=period))
             continue
         sql = all_metrics_sql(
             resolved, time_limits(experiment, AnalysisPeriod.OVERALL), basis, enrollments_table, names
@@ -341,5 +329,5 @@ def experiment_queries(
                 s.metric.name for s in unique_summaries(resolved, names)
                 if s.metric.select_expression and basis in s.metric.analysis_bases
             ))
-            out.append(SampleQuery(f"all/{basis.value}", sql, None, basis, metrics))
+            out.append(Query(f"all/{basis.value}", sql, basis, names=metrics))
     return out
