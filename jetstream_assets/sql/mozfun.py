@@ -31,6 +31,8 @@ KV_LIST_TYPES: tuple[str, ...] = tuple(
 )
 
 _HIST_VALUES = "STRUCT(key BIGINT, value BIGINT)[]"
+#: what `hist.extract` returns (BigQuery's histogram STRUCT)
+HIST_TYPE = f'STRUCT(bucket_count BIGINT, histogram_type BIGINT, sum BIGINT, range BIGINT[], "values" {_HIST_VALUES})'
 
 # A JSON histogram's `values` object, as a key-sorted list of (key, value) structs.
 _JSON_VALUES = (
@@ -230,9 +232,9 @@ MACROS: dict[str, str] = {
 }
 
 
-def macro_statements() -> list[str]:
-    """CREATE MACRO statements for a fresh DuckDB connection (dependencies first)."""
-    return [f"CREATE OR REPLACE MACRO {name}{body}" for name, body in MACROS.items()]
+def macro_statements(skip: frozenset[str] = frozenset()) -> list[str]:
+    """CREATE MACRO statements for a fresh DuckDB connection (dependencies first), but those in `skip`."""
+    return [f"CREATE OR REPLACE MACRO {name}{body}" for name, body in MACROS.items() if name not in skip]
 
 
 def macro_names() -> frozenset[str]:
