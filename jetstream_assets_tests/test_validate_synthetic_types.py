@@ -103,3 +103,15 @@ def test_verdict_does_not_depend_on_the_other_files(hub):
     alone = [r.valid for r in validate_configs([number], synthetic=True, platform="firefox_desktop")]
     together = [r.valid for r in validate_configs([number, text], synthetic=True, platform="firefox_desktop")]
     assert alone == [True] and together == [True, True]
+
+
+def test_synthetic_engine_reads_no_file():
+    """Config SQL is untrusted: the compile-only engine refuses file access, and cannot be switched back."""
+    engine = SyntheticEngine()
+    try:
+        with pytest.raises(WarehouseError, match="Permission"):
+            engine.dry_run("SELECT * FROM read_text('/etc/passwd')")
+        with pytest.raises(Exception, match="configuration"):
+            engine.con.execute("SET enable_external_access = true")
+    finally:
+        engine.close()

@@ -43,6 +43,9 @@ class SyntheticEngine:
         )
         for statement in macro_statements(skip=frozenset({"mozfun_hist_extract"})):
             self.con.execute(statement)
+        # config SQL is untrusted and this engine needs no file: no file, URL or extension access, for good
+        self.con.execute("SET enable_external_access = false")
+        self.con.execute("SET lock_configuration = true")
         self._registered: dict[tuple[str, str, str], str] = {}
 
     def close(self) -> None:
