@@ -1,42 +1,50 @@
-"""Aggregates of one submission date's main pings, in the two families the aggregates service serves.
+"""One submission date's aggregates, in the two families the aggregates service serves.
 
 For each (date, channel, version, metric, application, architecture, os, osVersion, label, child):
-`count` (histograms or values aggregated), `sum` (sum of their sums) and `histogram` (bucket counts, one
-per bucket label of the metric's definition). The `date` is the submission date in the
+`count` (histograms or values aggregated), `sum` (sum of their sums or values) and `histogram` (bucket
+counts, one per bucket label), with the metric's `kind` and `buckets` (JSON text) on every row so a reader
+never needs the probe definitions to lay a row out. The `date` is the submission date in the
 `submission_date` family and the build date (first 8 digits of the build id) in the `build_id` family.
 
 Storage: dataset `telemetry_aggregates`, one table per family and submission date,
-`submission_date_<YYYYMMDD>` and `build_id_<YYYYMMDD>`, each replaced whole. Re-running a date replaces
-exactly its two tables, so a rerun gives the same result and never double counts. A build date's
-aggregates are spread over the tables of the submission dates its pings arrived on; readers add them up.
+`submission_date_<YYYYMMDD>` and `build_id_<YYYYMMDD>`, each replaced whole; a rerun of a date replaces
+exactly its two tables. A build date's aggregates are spread over the tables of the submission dates its
+pings arrived on; readers add them up.
 
-The heavy part is one BigQuery-dialect query through the `Warehouse` (it runs untouched on BigQuery and
-transpiled on DuckDB): it groups the day's ping entries by build date and dimensions and adds up their
-buckets (or, for scalars and count histograms, counts pings per value). Python then lays each metric's
-buckets out densely from the probe definitions and rolls build dates up into the submission-date family.
+The work is warehouse SQL in four stages (`extract.py`): the day's pings with their dimensions -> their
+process sections -> one row per histogram or value (the flattened form) -> groups and their non-empty
+buckets; the first three are scratch tables removed at the end. Python then lays each metric's buckets out densely (probe registry, else what the
+histograms carried) and rolls build dates up into the submission-date family.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
+import logging
 import re
+import uuid
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from jetstream_assets.aggregates.pings import PINGS_DATASET, PINGS_TABLE
-from jetstream_assets.aggregates.probes import CHILD_OF_PROCESS, DEMO_REGISTRY, SCALAR_PREFIX, ProbeRegistry
+from jetstream_assets.aggregates import extract
+from jetstream_assets.aggregates.probes import Layout, ProbeRegistry, fallback_layout
+from jetstream_assets.aggregates.source import PINGS_DATASET, PINGS_TABLE, SOURCE_FILTER
 from jetstream_assets.warehouse.base import Warehouse
+from jetstream_assets.warehouse.local import LocalWarehouse
+
+logger = logging.getLogger("jetstream_assets.aggregates")
 
 AGGREGATES_DATASET = "telemetry_aggregates"
 FAMILIES = ("submission_date", "build_id")
 DIMENSIONS = ("application", "architecture", "os", "osVersion", "label", "child")
 KEY_COLUMNS = ("date", "channel", "version", "metric", *DIMENSIONS)
-COLUMNS = (*KEY_COLUMNS, "count", "sum", "histogram")
-# dimensions of a group in the day's query, build date first
-_GROUP_COLUMNS = ("build_date", "channel", "version", "metric", *DIMENSIONS)
+COLUMNS = (*KEY_COLUMNS, "count", "sum", "histogram", "kind", "buckets")
+_GROUP = list(extract.GROUP_COLUMNS)
 _TABLE = re.compile(r"(submission_date|build_id)_([0-9]{8})")
+_SCRATCH = "aggregates_scratch_"
 
 
 class AggregatesError(ValueError):
@@ -63,75 +71,15 @@ def bq_string(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def day_sql(warehouse: Warehouse, day: dt.date, registry: ProbeRegistry = DEMO_REGISTRY) -> str:
-    """BigQuery SQL: one row per group (row_kind 'group': dimensions, count, sum) and one per non-empty
-    bucket of a group (row_kind 'cell': gid, bucket lower bound or per-ping value, n)."""
-    pings = warehouse.table_ref(PINGS_TABLE, PINGS_DATASET)
-    counted = sorted(p.name for p in registry if p.kind == "count" and not p.is_scalar)
-    count_histograms = f"probe IN ({', '.join(bq_string(n) for n in counted)})" if counted else "FALSE"
-    child = " ".join(f"WHEN {bq_string(p)} THEN {bq_string(c)}" for p, c in CHILD_OF_PROCESS.items())
-    keys = ", ".join(_GROUP_COLUMNS)
-    return f"""
-WITH entries AS (
-  SELECT
-    SUBSTR(app_build_id, 1, 8) AS build_date,
-    normalized_channel AS channel,
-    REGEXP_EXTRACT(app_version, r'^[0-9]+') AS version,
-    CASE WHEN probe_type IN ('scalar', 'keyed_scalar') THEN CONCAT({bq_string(SCALAR_PREFIX)}, UPPER(probe))
-      ELSE probe END AS metric,
-    app_name AS application,
-    architecture,
-    os,
-    os_version AS osVersion,
-    COALESCE(key, '') AS label,
-    CASE process {child} ELSE process END AS child,
-    (probe_type IN ('scalar', 'keyed_scalar') OR {count_histograms}) AS value_bucketed,
-    `sum` AS value,
-    hist_values
-  FROM `{pings}`
-  WHERE submission_date = DATE '{day.isoformat()}'
-    AND REGEXP_CONTAINS(app_build_id, r'^[0-9]{{8}}')
-    AND REGEXP_CONTAINS(app_version, r'^[0-9]+')
-    AND normalized_channel IS NOT NULL AND probe IS NOT NULL AND process IS NOT NULL
-    AND app_name IS NOT NULL AND architecture IS NOT NULL AND os IS NOT NULL AND os_version IS NOT NULL
-),
-groups AS (
-  SELECT {keys}, COUNT(*) AS n_entries, SUM(COALESCE(value, 0)) AS total,
-    ROW_NUMBER() OVER (ORDER BY {keys}) - 1 AS gid
-  FROM entries
-  GROUP BY {keys}
-),
-cells AS (
-  SELECT g.gid, v.key AS bucket, SUM(v.value) AS n
-  FROM entries AS e
-  JOIN groups AS g USING ({keys})
-  CROSS JOIN UNNEST(e.hist_values) AS v
-  WHERE NOT e.value_bucketed
-  GROUP BY g.gid, bucket
-  UNION ALL
-  SELECT g.gid, COALESCE(e.value, 0) AS bucket, COUNT(*) AS n
-  FROM entries AS e
-  JOIN groups AS g USING ({keys})
-  WHERE e.value_bucketed
-  GROUP BY g.gid, bucket
-)
-SELECT 'group' AS row_kind, gid, {keys}, n_entries, total, CAST(NULL AS INT64) AS bucket, CAST(NULL AS INT64) AS n
-FROM groups
-UNION ALL
-SELECT 'cell' AS row_kind, gid, {", ".join(f"CAST(NULL AS STRING) AS {k}" for k in _GROUP_COLUMNS)},
-  CAST(NULL AS INT64) AS n_entries, CAST(NULL AS INT64) AS total, bucket, n
-FROM cells
-"""
-
-
 @dataclass
 class DayAggregates:
     """Both families' aggregates of one submission date, ready to store."""
 
     day: dt.date
-    entries: int  # ping entries (ping x process x probe x key) aggregated
+    entries: int  # histograms and values aggregated
     frames: dict[str, pd.DataFrame]
-    unknown_metrics: list[str] = field(default_factory=list)  # in the pings but without a definition
+    unknown_metrics: list[str] = field(default_factory=list)  # no definition and no layout in the pings
+    rejected: dict[str, int] = field(default_factory=dict)  # reason -> pings the aggregation dropped
 
 
 def _empty_frame() -> pd.DataFrame:
@@ -139,6 +87,8 @@ def _empty_frame() -> pd.DataFrame:
     frame["count"] = pd.Series(dtype="int64")
     frame["sum"] = pd.Series(dtype="int64")
     frame["histogram"] = pd.Series(dtype="object")
+    frame["kind"] = pd.Series(dtype="object")
+    frame["buckets"] = pd.Series(dtype="object")
     return frame
 
 
@@ -150,47 +100,63 @@ def _rollup(keys: pd.DataFrame, counts: np.ndarray, sums: np.ndarray, matrix: np
     np.add.at(rolled, codes, matrix)
     frame = uniques.to_frame(index=False, name=list(keys.columns))
     return (frame, np.bincount(codes, weights=counts, minlength=n).astype(np.int64),
-            np.bincount(codes, weights=sums, minlength=n).astype(np.int64), rolled)
+            np.bincount(codes, weights=sums, minlength=n), rolled)
 
 
-def assemble(day: dt.date, result: pd.DataFrame, registry: ProbeRegistry = DEMO_REGISTRY) -> DayAggregates:
+def _layout(metric: str, groups: pd.DataFrame, registry: ProbeRegistry) -> Layout | None:
+    """The registry's layout, else the one most of the metric's histograms carried."""
+    layout = registry.layout(metric)
+    if layout is not None:
+        return layout
+    carried = groups[["htype", "range_low", "range_high", "bucket_count"]].dropna(subset=["htype"])
+    if carried.empty:
+        return None
+    htype, low, high, count = carried.value_counts().index[0]
+    return fallback_layout(htype, low, high, count)
+
+
+def assemble(day: dt.date, result: pd.DataFrame, registry: ProbeRegistry) -> DayAggregates:
     """Dense per-metric buckets from the day query's rows, in both families."""
-    groups = result[result["row_kind"] == "group"].sort_values("gid").reset_index(drop=True)
+    groups = result[result["row_kind"] == "group"].reset_index(drop=True)
     cells = result[result["row_kind"] == "cell"]
     if not len(groups):
         return DayAggregates(day, 0, {f: _empty_frame() for f in FAMILIES})
-    gid = groups["gid"].to_numpy(dtype=np.int64)
-    if not np.array_equal(gid, np.arange(len(groups))):
-        raise AggregatesError(f"Aggregating {day}: group ids are not 0..n-1; the pings changed mid-query, rerun.")
-    cell_gid = cells["gid"].to_numpy(dtype=np.int64)
-    cell_bucket = cells["bucket"].to_numpy(dtype=np.int64)
+    for column in _GROUP:
+        groups[column] = groups[column].astype(str)
+    index = pd.MultiIndex.from_frame(groups[_GROUP])
+    cell_keys = pd.MultiIndex.from_frame(cells[_GROUP].astype(str))
+    cell_gid = index.get_indexer(cell_keys)
+    if (cell_gid < 0).any():
+        raise AggregatesError(f"Aggregating {day}: bucket rows without their group; the pings changed mid-run, rerun.")
+    cell_bucket = cells["bucket"].to_numpy(dtype=np.float64)
     cell_n = cells["n"].to_numpy(dtype=np.int64)
     metric_code, metrics = pd.factorize(groups["metric"])
     cell_metric = metric_code[cell_gid]
     counts_all = groups["n_entries"].to_numpy(dtype=np.int64)
-    sums_all = groups["total"].to_numpy(dtype=np.int64)
+    sums_all = groups["total"].to_numpy(dtype=np.float64)
     parts: dict[str, list[pd.DataFrame]] = {f: [] for f in FAMILIES}
     unknown = []
     stamp = f"{day:%Y%m%d}"
     for code, metric in enumerate(metrics):
-        probe = registry.get(metric)
-        if probe is None:
+        rows = np.flatnonzero(metric_code == code)
+        layout = _layout(str(metric), groups.iloc[rows], registry)
+        if layout is None:
             unknown.append(str(metric))
             continue
-        rows = np.flatnonzero(metric_code == code)
         local = np.full(len(groups), -1, dtype=np.int64)
         local[rows] = np.arange(len(rows))
         mask = cell_metric == code
-        matrix = np.zeros((len(rows), len(probe.buckets)), dtype=np.int64)
-        np.add.at(matrix, (local[cell_gid[mask]], probe.bucket_index(cell_bucket[mask])), cell_n[mask])
-        keys = groups.iloc[rows][list(_GROUP_COLUMNS)].reset_index(drop=True)
+        matrix = np.zeros((len(rows), len(layout.buckets)), dtype=np.int64)
+        np.add.at(matrix, (local[cell_gid[mask]], layout.positions(cell_bucket[mask])), cell_n[mask])
+        extra = {"kind": layout.kind, "buckets": json.dumps(list(layout.buckets), separators=(",", ":"))}
+        keys = groups.iloc[rows][_GROUP].reset_index(drop=True)
         build = keys.rename(columns={"build_date": "date"})
-        build = build.assign(count=counts_all[rows], sum=sums_all[rows], histogram=list(matrix))
-        parts["build_id"].append(build)
-        frame, counts, sums, rolled = _rollup(
-            keys.drop(columns=["build_date"]), counts_all[rows], sums_all[rows], matrix)
+        parts["build_id"].append(build.assign(count=counts_all[rows], sum=np.rint(sums_all[rows]).astype(np.int64),
+                                              histogram=list(matrix), **extra))
+        frame, counts, sums, rolled = _rollup(keys.drop(columns=["build_date"]), counts_all[rows], sums_all[rows], matrix)
         frame.insert(0, "date", stamp)
-        parts["submission_date"].append(frame.assign(count=counts, sum=sums, histogram=list(rolled)))
+        parts["submission_date"].append(frame.assign(count=counts, sum=np.rint(sums).astype(np.int64),
+                                                     histogram=list(rolled), **extra))
     frames = {}
     for family, pieces in parts.items():
         frame = pd.concat(pieces, ignore_index=True) if pieces else _empty_frame()
@@ -199,9 +165,42 @@ def assemble(day: dt.date, result: pd.DataFrame, registry: ProbeRegistry = DEMO_
     return DayAggregates(day, int(counts_all.sum()), frames, sorted(unknown))
 
 
-def aggregate_day(warehouse: Warehouse, day: dt.date, registry: ProbeRegistry = DEMO_REGISTRY) -> DayAggregates:
-    """Both families' aggregates of the pings submitted on `day` (nothing is written)."""
-    return assemble(day, warehouse.query(day_sql(warehouse, day, registry)), registry)
+def _sql(warehouse: Warehouse, sql: str) -> str:
+    """BigQuery gets the JSON helpers inlined; the local engine has them as macros."""
+    return sql if isinstance(warehouse, LocalWarehouse) else extract.for_bigquery(sql)
+
+
+def aggregate_day(warehouse: Warehouse, day: dt.date, registry: ProbeRegistry | None = None,
+                  source_filter: str = SOURCE_FILTER) -> DayAggregates:
+    """Both families' aggregates of the pings submitted on `day` (nothing is stored; scratch tables are
+    written and removed)."""
+    registry = registry if registry is not None else ProbeRegistry()
+    pings = warehouse.table_ref(PINGS_TABLE, PINGS_DATASET)
+    scratch = f"{_SCRATCH}{day:%Y%m%d}_{uuid.uuid4().hex[:8]}"
+    stages = [f"{scratch}_{name}" for name in ("pings", "sections", "entries")]
+    refs = [warehouse.table_ref(t) for t in stages]
+    try:
+        warehouse.run_query(_sql(warehouse, extract.pings_stage_sql(pings, day, source_filter)), stages[0])
+        warehouse.run_query(_sql(warehouse, extract.sections_sql(refs[0])), stages[1])
+        warehouse.run_query(_sql(warehouse, extract.entries_sql(refs[1])), stages[2])
+        result = warehouse.query(_sql(warehouse, extract.aggregates_sql(refs[2])))
+        rejects = warehouse.query(extract.rejects_sql(refs[0]))
+    finally:
+        warehouse.delete_tables(stages)
+    aggregates = assemble(day, result, registry)
+    for row in rejects.itertuples():
+        examples = ", ".join(map(str, list(row.examples)[:5]))
+        logger.warning("%s: %d ping(s) skipped: %s (documents %s)", day, row.pings, row.reason, examples)
+        aggregates.rejected[str(row.reason)] = int(row.pings)
+    return aggregates
+
+
+def submission_dates(warehouse: Warehouse) -> list[dt.date]:
+    """Every submission date in the ping table (none when the table does not exist)."""
+    if not warehouse.table_exists(PINGS_TABLE, PINGS_DATASET):
+        return []
+    frame = warehouse.query(extract.dates_sql(warehouse.table_ref(PINGS_TABLE, PINGS_DATASET)))
+    return [dt.date.fromisoformat(str(d)) for d in frame["day"]]
 
 
 def store_day(warehouse: Warehouse, result: DayAggregates, families: tuple[str, ...] = FAMILIES) -> dict[str, int]:
@@ -218,9 +217,8 @@ def store_day(warehouse: Warehouse, result: DayAggregates, families: tuple[str, 
     return written
 
 
-def aggregate_and_store(
-    warehouse: Warehouse, day: dt.date, families: tuple[str, ...] = FAMILIES, registry: ProbeRegistry = DEMO_REGISTRY
-) -> tuple[DayAggregates, dict[str, int]]:
+def aggregate_and_store(warehouse: Warehouse, day: dt.date, families: tuple[str, ...] = FAMILIES,
+                        registry: ProbeRegistry | None = None) -> tuple[DayAggregates, dict[str, int]]:
     """What a partition run does: aggregate one submission date and replace its tables."""
     result = aggregate_day(warehouse, day, registry)
     return result, store_day(warehouse, result, families)

@@ -1,230 +1,298 @@
-"""Probe definitions (what Histograms.json and Scalars.yaml say about each probe) and their bucket labels.
+"""Probe definitions and bucket layouts: what an aggregate's `buckets`, `kind` and `description` come from.
 
-The aggregates API answers `buckets`, `kind` and `description` from these definitions, and the aggregation
-turns ping values into bucket positions with them, so both always agree. Names follow the aggregates
-service: a histogram keeps its name (`GC_MS`); a scalar `browser.engagement.total_uri_count` becomes
-`SCALARS_BROWSER.ENGAGEMENT.TOTAL_URI_COUNT`.
+Metric families, named as the aggregates service names them:
+- a histogram keeps its name (`GC_MS`); its buckets come from its definition (Firefox's Histograms.json, or
+  probe-scraper's JSON), or, for a histogram the registry does not know, from what the histogram carries in
+  the ping (`histogram_type`, `range`, `bucket_count`);
+- a count histogram (`histogram_type` 4) is stored as `[[COUNT]]_<NAME>`: one value per ping (its `sum`),
+  counted per bucket of `COUNT_HISTOGRAM_LABELS`; the API serves it under its plain name with kind `count`;
+- a simple measurement is `SIMPLE_MEASURES_<NAME>` (or `..._<NAME>_<SUB>`), buckets
+  `exponential_buckets(1, 30000, 50)`, kind `exponential`;
+- a numeric scalar is `SCALARS_<NAME IN CAPITALS>`, buckets `COUNT_HISTOGRAM_LABELS`, kind `exponential`;
+  a keyed scalar's keys (in capitals) are its labels.
 
-Two ways of filling an aggregate's buckets:
-- bucket-summed: a ping's histogram already counts samples per bucket; the aggregate adds those counts
-  (exponential, linear, enumerated and boolean histograms);
-- value-bucketed: a ping carries one number per probe (a scalar, or the total of a count histogram); the
-  aggregate counts pings per bucket of that number (the service's "distribution of per-ping values").
+The registry is data, never code: `ProbeRegistry.load(paths)` reads probe-scraper's JSON (production),
+Histograms.json and Scalars.yaml. The product ships no probes of its own; the demo ships its file.
 """
 
 from __future__ import annotations
 
+import json
 import math
-from dataclasses import dataclass, field
-from functools import cached_property
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+import yaml
 
-HISTOGRAM_KINDS = ("exponential", "linear", "enumerated", "boolean", "count")
+SIMPLE_MEASURES_PREFIX = "SIMPLE_MEASURES_"
+SCALARS_PREFIX = "SCALARS_"
+COUNT_PREFIX = "[[COUNT]]_"
 PROCESSES = ("parent", "content", "gpu")
-# the aggregates service's `child` dimension: parent process "false", content process "true", gpu "gpu"
-CHILD_OF_PROCESS = {"parent": "false", "content": "true", "gpu": "gpu"}
-SCALAR_PREFIX = "SCALARS_"
+# histogram_type in a ping -> kind
+HISTOGRAM_TYPES = {0: "exponential", 1: "linear", 2: "boolean", 3: "flag", 4: "count", 5: "categorical"}
+REGISTRY_ENV = "JETSTREAM_PROBES"
+MAX_BUCKETS = 10_000
+MAX_REGISTRY_BYTES = 200_000_000
+
+
+class ProbeError(ValueError):
+    """A probe definition (or registry file) cannot be used; the message names it and why."""
 
 
 def exponential_buckets(low: int, high: int, n_buckets: int) -> list[int]:
-    """Lower bounds of an exponential histogram: 0, low, then log-spaced up to `high`.
+    """Lower bounds of a Firefox exponential histogram: 0, low, then log-spaced up to `high`.
 
-    Each next bound is the rounded value a log-uniform step from the current bound would reach, forced to
-    grow by at least one, as Firefox lays out its exponential histograms (GC_MS 1..10000 in 50 buckets
-    reads 0, 1, 2, ..., 8416, 10000).
+    Each next bound is the rounded log-uniform step from the current one, forced to grow by at least one
+    (GC_MS, 1..10000 in 50 buckets, reads 0, 1, 2, ..., 8416, 10000).
     """
-    if not 1 <= low < high or n_buckets < 3:
-        raise ValueError(f"exponential buckets need 1 <= low < high and n_buckets >= 3 (got {low}, {high}, {n_buckets})")
+    if not 1 <= low < high or not 3 <= n_buckets <= MAX_BUCKETS:
+        raise ProbeError(f"exponential buckets need 1 <= low < high and 3..{MAX_BUCKETS} buckets "
+                         f"(got {low}, {high}, {n_buckets})")
     bounds = [0, low]
     current = low
     log_high = math.log(high)
     for index in range(2, n_buckets):
         log_current = math.log(current)
-        step = (log_high - log_current) / (n_buckets - index)
-        candidate = int(math.floor(math.exp(log_current + step) + 0.5))
+        candidate = int(math.floor(math.exp(log_current + (log_high - log_current) / (n_buckets - index)) + 0.5))
         current = candidate if candidate > current else current + 1
         bounds.append(current)
     return bounds
 
 
 def linear_buckets(low: int, high: int, n_buckets: int) -> list[int]:
-    """Lower bounds of a linear histogram: 0, then `n_buckets - 1` evenly spaced bounds from low to high."""
-    if not 1 <= low < high or n_buckets < 3:
-        raise ValueError(f"linear buckets need 1 <= low < high and n_buckets >= 3 (got {low}, {high}, {n_buckets})")
-    bounds = [0]
-    for index in range(1, n_buckets):
-        value = (low * (n_buckets - 1 - index) + high * (index - 1)) / (n_buckets - 2)
-        bounds.append(int(value + 0.5))
-    return bounds
+    """Lower bounds of a Firefox linear histogram: 0, then `n_buckets - 1` evenly spaced bounds low..high."""
+    if not 1 <= low < high or not 3 <= n_buckets <= MAX_BUCKETS:
+        raise ProbeError(f"linear buckets need 1 <= low < high and 3..{MAX_BUCKETS} buckets "
+                         f"(got {low}, {high}, {n_buckets})")
+    return [0] + [int((low * (n_buckets - 1 - i) + high * (i - 1)) / (n_buckets - 2) + 0.5)
+                  for i in range(1, n_buckets)]
 
 
 def enumerated_buckets(n_values: int) -> list[int]:
-    """0 .. n_values: one bucket per value and a last one for out-of-range values."""
-    if n_values < 1:
-        raise ValueError(f"enumerated histograms need n_values >= 1 (got {n_values})")
+    """0 .. n_values: one bucket per value and the last for values out of range."""
+    if not 1 <= n_values < MAX_BUCKETS:
+        raise ProbeError(f"enumerated histograms need 1 <= n_values < {MAX_BUCKETS} (got {n_values})")
     return list(range(n_values + 1))
 
 
+SIMPLE_MEASURES_LABELS = exponential_buckets(1, 30000, 50)
+# the aggregates service's buckets of count histograms and numeric scalars
+COUNT_HISTOGRAM_LABELS = [
+    0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 21, 23, 25, 27, 29, 31, 34, 37, 40, 43,
+    46, 50, 54, 58, 63, 68, 74, 80, 86, 93, 101, 109, 118, 128, 138, 149, 161, 174, 188, 203, 219, 237, 256, 277,
+    299, 323, 349, 377, 408, 441, 477, 516, 558, 603, 652, 705, 762, 824, 891, 963, 1041, 1125, 1216, 1315, 1422,
+    1537, 1662, 1797, 1943, 2101, 2271, 2455, 2654, 2869, 3102, 3354, 3626, 3920, 4238, 4582, 4954, 5356, 5791,
+    6261, 6769, 7318, 7912, 8554, 9249, 10000,
+]
 BOOLEAN_BUCKETS = [0, 1, 2]
-# Buckets of value-bucketed probes (numeric scalars and count histograms): per-ping values up to a million.
-VALUE_BUCKETS = exponential_buckets(1, 1_000_000, 50)
 
 
 @dataclass(frozen=True)
-class Probe:
-    """One probe as the aggregates see it; `sim` parameters only shape the synthetic pings."""
+class Layout:
+    """How one metric's aggregates are laid out: kind (as the API says it), bucket labels, and whether a
+    ping contributes one value counted per bucket (`value_bucketed`) or its own bucket counts."""
 
-    name: str  # as in the ping: GC_MS, browser.engagement.total_uri_count
-    probe_type: str  # histogram | keyed_histogram | scalar | keyed_scalar
-    kind: str  # exponential | linear | enumerated | boolean | count | uint (scalar) | boolean (scalar)
+    kind: str
+    buckets: tuple
+    value_bucketed: bool = False
+
+    @property
+    def categorical(self) -> bool:
+        return self.kind == "categorical"
+
+    def positions(self, keys) -> np.ndarray:
+        """Bucket position of each key: a bucket's lower bound (or a value) goes to the bucket it falls in;
+        a categorical histogram's key is its label's index. Out-of-range keys go to the first/last bucket."""
+        keys = np.asarray(keys, dtype=np.float64)
+        last = len(self.buckets) - 1
+        if self.categorical:
+            return np.clip(np.floor(keys), 0, last).astype(np.int64)
+        bounds = np.asarray(self.buckets, dtype=np.float64)
+        return np.clip(np.searchsorted(bounds, keys, side="right") - 1, 0, last).astype(np.int64)
+
+
+def histogram_layout(kind: str, low: int = 1, high: int = 2, n_buckets: int = 3, n_values: int | None = None,
+                     labels: Iterable[str] = ()) -> Layout:
+    """The layout of a histogram of `kind` (Histograms.json's words; `enumerated` is served as `linear`)."""
+    if kind == "exponential":
+        return Layout("exponential", tuple(exponential_buckets(low, high, n_buckets)))
+    if kind == "linear":
+        return Layout("linear", tuple(linear_buckets(low, high, n_buckets)))
+    if kind == "enumerated":
+        return Layout("linear", tuple(enumerated_buckets(n_values or n_buckets - 1)))
+    if kind in ("boolean", "flag"):
+        return Layout(kind, tuple(BOOLEAN_BUCKETS))
+    if kind == "count":
+        return Layout("count", tuple(COUNT_HISTOGRAM_LABELS), value_bucketed=True)
+    if kind == "categorical":
+        names = [str(label) for label in labels]
+        size = max(len(names) + 1, n_values + 1 if n_values else n_buckets)
+        if size > MAX_BUCKETS:
+            raise ProbeError(f"categorical histogram with {size} buckets (at most {MAX_BUCKETS})")
+        return Layout("categorical", tuple(names + [str(i) for i in range(len(names), size)]))
+    raise ProbeError(f"unknown histogram kind {kind!r}")
+
+
+def fallback_layout(histogram_type, low, high, bucket_count) -> Layout | None:
+    """A histogram's layout from what it carries in the ping, or None when that is not enough."""
+    kind = HISTOGRAM_TYPES.get(None if histogram_type is None or pd_isna(histogram_type) else int(histogram_type))
+    if kind is None:
+        return None
+    try:
+        if kind == "categorical":
+            return histogram_layout("categorical", n_buckets=int(bucket_count))
+        if kind in ("exponential", "linear"):
+            return histogram_layout(kind, int(low), int(high), int(bucket_count))
+        return histogram_layout(kind)
+    except (ProbeError, TypeError, ValueError, OverflowError):
+        return None
+
+
+def pd_isna(value) -> bool:
+    return isinstance(value, float) and math.isnan(value)
+
+
+@dataclass(frozen=True)
+class Definition:
+    """One probe: a histogram (`layout` set) or a scalar (`layout` None)."""
+
+    name: str
     description: str
-    processes: tuple[str, ...] = ("parent",)
-    low: int = 1
-    high: int = 2
-    n_buckets: int = 3
-    keys: tuple[str, ...] = ()  # the labels a keyed probe is seen with
-    sim: dict = field(default_factory=dict, compare=False, hash=False)
-
-    @property
-    def keyed(self) -> bool:
-        return self.probe_type.startswith("keyed_")
-
-    @property
-    def is_scalar(self) -> bool:
-        return self.probe_type.endswith("scalar")
-
-    @property
-    def metric(self) -> str:
-        """The name the aggregates and their API use."""
-        return SCALAR_PREFIX + self.name.upper() if self.is_scalar else self.name
-
-    @property
-    def value_bucketed(self) -> bool:
-        """True when an aggregate counts pings per bucket of one per-ping value (scalars, count histograms)."""
-        return self.is_scalar or self.kind == "count"
-
-    @property
-    def api_kind(self) -> str:
-        """`kind` in API replies: a histogram's own kind; numeric scalars read as exponential."""
-        if self.is_scalar:
-            return "boolean" if self.kind == "boolean" else "exponential"
-        return self.kind
-
-    @cached_property
-    def buckets(self) -> list[int]:
-        if self.kind == "boolean":
-            return list(BOOLEAN_BUCKETS)
-        if self.value_bucketed:
-            return list(VALUE_BUCKETS)
-        if self.kind == "exponential":
-            return exponential_buckets(self.low, self.high, self.n_buckets)
-        if self.kind == "linear":
-            return linear_buckets(self.low, self.high, self.n_buckets)
-        if self.kind == "enumerated":
-            return enumerated_buckets(self.n_buckets)
-        raise ValueError(f"Probe {self.name}: unknown kind {self.kind!r}")
-
-    @cached_property
-    def _bounds(self) -> np.ndarray:
-        return np.asarray(self.buckets, dtype=np.int64)
-
-    def bucket_index(self, values) -> np.ndarray:
-        """Position of the bucket each value falls in (values below 0 go to the first, above to the last)."""
-        index = np.searchsorted(self._bounds, np.asarray(values, dtype=np.int64), side="right") - 1
-        return np.clip(index, 0, len(self._bounds) - 1)
+    layout: Layout | None = None
+    keyed: bool = False
 
 
-def _h(name, kind, description, processes, low=1, high=2, n_buckets=3, keys=(), **sim) -> Probe:
-    probe_type = "keyed_histogram" if keys else "histogram"
-    return Probe(name, probe_type, kind, description, tuple(processes), low, high, n_buckets, tuple(keys), sim)
-
-
-def _s(name, kind, description, processes, keys=(), **sim) -> Probe:
-    probe_type = "keyed_scalar" if keys else "scalar"
-    return Probe(name, probe_type, kind, description, tuple(processes), keys=tuple(keys), sim=sim)
-
-
-# The demo's probe registry. `sim`: presence = share of pings (per process and key) carrying the probe,
-# samples = mean samples per ping histogram, median/spread = log-normal values, p = categorical weights
-# or the chance of `true`, mean = mean per-ping count or scalar value.
-DEMO_PROBES: tuple[Probe, ...] = (
-    _h("GC_MS", "exponential", "Time spent running JS GC (ms)", ("parent", "content"), 1, 10_000, 50,
-       presence=0.9, samples=6, median=40, spread=1.1),
-    _h("CYCLE_COLLECTOR_MAX_PAUSE", "exponential", "Longest pause of a cycle collection (ms)",
-       ("parent", "content"), 1, 10_000, 50, presence=0.85, samples=4, median=8, spread=1.0),
-    _h("FX_TAB_SWITCH_TOTAL_E10S_MS", "exponential", "Time from a tab switch request to the first paint (ms)",
-       ("parent",), 1, 1_000, 20, presence=0.7, samples=5, median=60, spread=0.8),
-    _h("CONTENT_PAINT_TIME", "exponential", "Time spent painting a content frame (ms)", ("content", "gpu"),
-       1, 1_000, 50, presence=0.8, samples=8, median=5, spread=0.9),
-    _h("COMPOSITE_TIME", "exponential", "Time spent compositing a frame (ms)", ("gpu",), 1, 1_000, 50,
-       presence=0.95, samples=10, median=3, spread=0.7),
-    _h("IPC_MESSAGE_SIZE", "exponential", "Size of IPC messages sent, by message type (bytes)",
-       ("parent", "content"), 1, 8_000_000, 50,
-       keys=("PContent::Msg_AsyncMessage", "PBrowser::Msg_AsyncMessage", "PWindowGlobal::Msg_RawMessage"),
-       presence=0.6, samples=3, median=4_000, spread=1.5),
-    _h("CPU_USAGE_PERCENT", "linear", "Share of one CPU core used while active (%)",
-       ("parent", "content", "gpu"), 1, 100, 51, presence=0.75, samples=4, median=18, spread=0.7),
-    _h("TAB_COUNT_AT_STARTUP", "linear", "Tabs restored when the session starts", ("parent",), 1, 50, 50,
-       presence=0.5, samples=1, median=6, spread=0.9),
-    _h("SSL_HANDSHAKE_VERSION", "enumerated", "TLS version negotiated (1 = TLS 1.0 ... 4 = TLS 1.3)",
-       ("parent",), n_buckets=16, presence=0.9, samples=12, p=(0.0, 0.01, 0.02, 0.12, 0.85)),
-    _h("HTTP_CACHE_DISPOSITION", "enumerated", "HTTP cache outcome (0 hit, 1 miss, 2 validated, 3 write error)",
-       ("parent",), n_buckets=5, presence=0.9, samples=15, p=(0.45, 0.35, 0.18, 0.02)),
-    _h("GFX_DEVICE_RESET_REASON", "enumerated", "Why the graphics device was reset", ("gpu",), n_buckets=10,
-       presence=0.05, samples=1, p=(0.1, 0.4, 0.2, 0.1, 0.1, 0.05, 0.05)),
-    _h("CANVAS_WEBGL_SUCCESS", "boolean", "Whether creating a WebGL context succeeded", ("content",),
-       presence=0.4, samples=2, p=0.97),
-    _h("GPU_PROCESS_ACCELERATED", "boolean", "Whether the GPU process runs with hardware acceleration",
-       ("gpu",), presence=0.9, samples=1, p=0.92),
-    _h("URLCLASSIFIER_UPDATE_ERROR", "count", "Safe Browsing list updates that failed", ("parent",),
-       presence=0.3, mean=1.5),
-    _h("JS_TELEMETRY_ADDON_EXCEPTIONS", "count", "Exceptions thrown by add-on code, by add-on",
-       ("parent", "content"), keys=("Adblock-Plus", "uBlock0@raymondhill.net", "{d10d0bc8-dcc4-4d22-aa09}"),
-       presence=0.25, mean=3.0),
-    _h("SUBPROCESS_CRASHES_WITH_DUMP", "count", "Child process crashes that left a dump, by process type",
-       ("parent",), keys=("content", "gpu", "rdd"), presence=0.08, mean=1.2),
-    _s("browser.engagement.total_uri_count", "uint", "URIs loaded in tabs and windows", ("parent",),
-       presence=0.95, mean=120),
-    _s("browser.engagement.max_concurrent_tab_count", "uint", "Largest number of tabs open at once",
-       ("parent",), presence=0.95, mean=9),
-    _s("browser.engagement.tab_open_event_count", "uint", "Tabs opened", ("parent",), presence=0.9, mean=14),
-    _s("dom.contentprocess.troubled_due_to_memory", "uint", "Content processes killed for using too much memory",
-       ("content",), presence=0.2, mean=1.1),
-    _s("gfx.compositor.frames_dropped", "uint", "Frames the compositor dropped", ("gpu",), presence=0.7, mean=25),
-    _s("widget.dark_mode", "boolean", "Whether the operating system is in dark mode", ("parent",),
-       presence=0.95, p=0.35),
-    _s("browser.search.content.urlbar", "uint", "Searches from the address bar, by engine and tagging",
-       ("parent",), keys=("google:tagged:firefox-b-d", "bing:tagged:MOZI", "ddg:organic:none"),
-       presence=0.45, mean=4),
-    _s("a11y.theme", "boolean", "Accessibility theme settings in use, by setting", ("parent",),
-       keys=("always_underline_links", "high_contrast"), presence=0.9, p=0.08),
-)
+def metric_layout(metric: str) -> Layout | None:
+    """The fixed layout of the value-bucketed families, from the metric name alone."""
+    if metric.startswith(COUNT_PREFIX):
+        return Layout("count", tuple(COUNT_HISTOGRAM_LABELS), value_bucketed=True)
+    if metric.startswith(SIMPLE_MEASURES_PREFIX):
+        return Layout("exponential", tuple(SIMPLE_MEASURES_LABELS), value_bucketed=True)
+    if metric.startswith(SCALARS_PREFIX):
+        return Layout("exponential", tuple(COUNT_HISTOGRAM_LABELS), value_bucketed=True)
+    return None
 
 
 class ProbeRegistry:
-    """Probe definitions by aggregate metric name (the API's `metric`)."""
+    """Histogram definitions by name and scalar definitions by name (`browser.engagement.total_uri_count`)."""
 
-    def __init__(self, probes: tuple[Probe, ...] | list[Probe] = DEMO_PROBES):
-        self._by_metric: dict[str, Probe] = {}
-        for probe in probes:
-            if probe.metric in self._by_metric:
-                raise ValueError(f"Two probes aggregate to the same metric {probe.metric!r}")
-            probe.buckets  # noqa: B018 -- a bad definition fails here, not in a request
-            self._by_metric[probe.metric] = probe
+    def __init__(self, definitions: Iterable[Definition] = (), sources: tuple[str, ...] = ()):
+        self.histograms: dict[str, Definition] = {}
+        self.scalars: dict[str, Definition] = {}
+        self.sources = sources
+        for definition in definitions:
+            target = self.histograms if definition.layout is not None else self.scalars
+            target[definition.name] = definition
 
-    def get(self, metric: str) -> Probe | None:
-        return self._by_metric.get(metric)
+    # -- what the aggregation and the API ask -------------------------------------------------------
+    def layout(self, metric: str) -> Layout | None:
+        """A stored metric's layout from the registry (None: use what the pings carried)."""
+        fixed = metric_layout(metric)
+        if fixed is not None:
+            return fixed
+        definition = self.histograms.get(metric)
+        return definition.layout if definition else None
 
-    def __iter__(self):
-        return iter(self._by_metric.values())
+    def description(self, metric: str) -> str:
+        """Scalars always carry a description (the registry's, or one naming the scalar); histograms the
+        registry's or none; simple measurements none (as the service answers)."""
+        name = metric.removeprefix(COUNT_PREFIX)
+        if metric.startswith(SCALARS_PREFIX):
+            scalar = self.scalars.get(metric[len(SCALARS_PREFIX):].lower())
+            if scalar and scalar.description:
+                return scalar.description
+            return f"Scalar {metric[len(SCALARS_PREFIX):].lower()} (no definition in the probe registry)"
+        definition = self.histograms.get(name)
+        return definition.description if definition else ""
 
     def __len__(self) -> int:
-        return len(self._by_metric)
+        return len(self.histograms) + len(self.scalars)
 
-    @property
-    def metrics(self) -> list[str]:
-        return sorted(self._by_metric)
+    # -- loading ---------------------------------------------------------------------------------------
+    @classmethod
+    def load(cls, paths: Iterable[str | os.PathLike]) -> ProbeRegistry:
+        """Definitions from probe-scraper JSON, Histograms.json or Scalars.yaml files (later files win)."""
+        definitions: list[Definition] = []
+        sources = []
+        for path in paths:
+            path = Path(path)
+            sources.append(str(path))
+            try:
+                if path.stat().st_size > MAX_REGISTRY_BYTES:
+                    raise ProbeError(f"{path} is larger than {MAX_REGISTRY_BYTES:,} bytes")
+                text = path.read_text(encoding="utf-8")
+                data = yaml.safe_load(text) if path.suffix in (".yaml", ".yml") else json.loads(text)
+            except (OSError, ValueError, yaml.YAMLError) as e:
+                raise ProbeError(f"Cannot read the probe definitions in {path}: {e}") from e
+            if not isinstance(data, dict):
+                raise ProbeError(f"{path}: probe definitions must be a JSON/YAML object")
+            definitions.extend(_parse(path, data))
+        return cls(definitions, tuple(sources))
+
+    @classmethod
+    def for_home(cls, home: str | os.PathLike) -> ProbeRegistry:
+        """The registry of a home: `$JETSTREAM_PROBES` (paths separated by the OS path separator), else every
+        `*.json`/`*.yaml` file in `<home>/probes/`; empty when there is none (pings then carry the layouts)."""
+        configured = os.environ.get(REGISTRY_ENV, "").strip()
+        if configured:
+            return cls.load(p for p in configured.split(os.pathsep) if p)
+        folder = Path(home) / "probes"
+        files = sorted(p for p in folder.glob("*") if p.suffix in (".json", ".yaml", ".yml")) if folder.is_dir() else []
+        return cls.load(files)
 
 
-DEMO_REGISTRY = ProbeRegistry()
+def _parse(path: Path, data: dict) -> list[Definition]:
+    if all(isinstance(v, dict) and "history" in v for v in data.values()) and data:
+        return [d for key, entry in data.items() if (d := _probe_scraper(path, key, entry))]
+    if all(isinstance(v, dict) and "kind" in v for v in data.values()) and data:
+        return [_histogram(path, name, spec) for name, spec in data.items()]
+    return _scalars_yaml(path, data)
+
+
+def _histogram(path: Path, name: str, spec: dict, description: str | None = None) -> Definition:
+    try:
+        kind = spec["kind"]
+        layout = histogram_layout(kind, int(spec.get("low", 1)), int(spec.get("high", 2)),
+                                  int(spec.get("n_buckets", 3)), spec.get("n_values") and int(spec["n_values"]),
+                                  spec.get("labels") or ())
+    except (KeyError, TypeError, ValueError) as e:
+        raise ProbeError(f"{path}: histogram {name}: {e}") from e
+    text = description if description is not None else spec.get("description", "")
+    return Definition(name, _text(text), layout, bool(spec.get("keyed", False)))
+
+
+def _text(value) -> str:
+    if isinstance(value, list):
+        value = " ".join(map(str, value))
+    return " ".join(str(value or "").split())
+
+
+def _probe_scraper(path: Path, key: str, entry: dict) -> Definition | None:
+    kind = entry.get("type")
+    history = entry.get("history") or {}
+    versions = next((history[c] for c in ("nightly", "beta", "release") if history.get(c)), None)
+    versions = versions or next((v for v in history.values() if v), None)
+    if not versions or kind not in ("histogram", "scalar"):
+        return None  # events and other probe types carry no aggregates
+    latest = versions[0]
+    details = latest.get("details") or {}
+    name = entry.get("name") or key.split("/", 1)[-1]
+    if kind == "histogram":
+        return _histogram(path, name, details, latest.get("description", ""))
+    return Definition(name, _text(latest.get("description", "")), None, bool(details.get("keyed", False)))
+
+
+def _scalars_yaml(path: Path, data: dict) -> list[Definition]:
+    out = []
+    for category, probes in data.items():
+        if not isinstance(probes, dict):
+            raise ProbeError(f"{path}: category {category!r} is not a mapping of scalars")
+        for name, spec in probes.items():
+            if not isinstance(spec, dict) or "kind" not in spec:
+                raise ProbeError(f"{path}: {category}.{name} is not a scalar definition (no kind)")
+            out.append(Definition(f"{category}.{name}", _text(spec.get("description", "")), None,
+                                  bool(spec.get("keyed", False))))
+    return out

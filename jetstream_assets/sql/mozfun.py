@@ -229,6 +229,16 @@ MACROS: dict[str, str] = {
         "(xs) AS (SELECT x FROM (SELECT unnest(xs) AS x, generate_subscripts(xs, 1) AS i) "
         "WHERE x IS NOT NULL GROUP BY x ORDER BY count(*) DESC, max(i) DESC LIMIT 1)"
     ),
+    # ---- JSON walking (the telemetry aggregates; aggregates/extract.py has BigQuery's versions) ----------
+    # a JSON object's members as (key, value as JSON text); NULL for anything but an object
+    "udf_json_entries": (
+        "(s) AS list_transform(map_entries(TRY_CAST(TRY_CAST(s AS JSON) AS MAP(VARCHAR, JSON))), "
+        "lambda e: {'key': e.key, 'value': CAST(e.value AS VARCHAR)})"
+    ),
+    # a JSON array's items as JSON text; NULL for anything but an array
+    "udf_json_items": (
+        "(s) AS list_transform(TRY_CAST(TRY_CAST(s AS JSON) AS JSON[]), lambda e: CAST(e AS VARCHAR))"
+    ),
 }
 
 
