@@ -135,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--home", default=None, help=f"Folder for everything (default {DEFAULT_HOME}).")
     srv.add_argument("--port", type=int, default=8000, help="Port (default 8000).")
     srv.set_defaults(func=_serve)
+    from jetstream_assets.aggregates.cli import add_parser as add_aggregates_parser
+
+    add_aggregates_parser(sub)
     return parser
 
 

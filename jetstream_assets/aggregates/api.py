@@ -30,8 +30,9 @@ from starlette.routing import Route
 
 from jetstream_assets.aggregates.compute import AGGREGATES_DATASET, FAMILIES, parse_table_name
 from jetstream_assets.aggregates.dashboard import dashboard
-from jetstream_assets.aggregates.probes import DEMO_REGISTRY, ProbeRegistry
+from jetstream_assets.aggregates.probes import COUNT_PREFIX, ProbeRegistry
 from jetstream_assets.aggregates.rules import (
+    RELEASE_CHANNEL,
     RequestError,
     Rules,
     check_child,
@@ -47,6 +48,7 @@ logger = logging.getLogger("jetstream_assets.aggregates")
 DEFAULT_CACHE_SECONDS = 3600
 DEFAULT_PORT = 8000
 _CORS = {"Access-Control-Allow-Origin": "*"}
+IGNORED_METRICS = ("SEARCH_COUNTS",)  # never served, as the service
 
 
 def _json(payload, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -111,7 +113,10 @@ class AggregatesApi:
     def channels(self, request: Request) -> Response:
         family = self._family(request)
         self._params(request, "channels")
-        return self._ok(request, self.store.channels(family))
+        channels = self.store.channels(family)
+        if not self.rules.allow_all_release_metrics:  # as the service: release is not listed
+            channels = [c for c in channels if c != RELEASE_CHANNEL]
+        return self._ok(request, channels)
 
     def dates(self, request: Request) -> Response:
         family = self._family(request)
@@ -129,9 +134,15 @@ class AggregatesApi:
         if version not in self.store.versions(channel):
             raise RequestError(404, f"No aggregates for version {version} on channel {channel!r}.")
         options = self.store.filter_options(channel, version)
-        options["metric"] = [m for m in options.get("metric", [])
-                             if self.registry.get(m) is not None and self.rules.allowed(channel, m)]
-        return self._ok(request, {k: v for k, v in options.items() if v})
+        metrics = sorted({m.removeprefix(COUNT_PREFIX) for m in options.get("metric", [])})
+        reply = {
+            "metric": [m for m in metrics if self.rules.allowed(channel, m)],
+            "application": options.get("application", []),
+            "architecture": options.get("architecture", []),
+            "os": options.get("os_pair", []),
+            "child": options.get("child", []),
+        }
+        return self._ok(request, {k: v for k, v in reply.items() if v})
 
     def aggregates(self, request: Request) -> Response:
         family = self._family(request)
@@ -149,34 +160,38 @@ class AggregatesApi:
                 value = check_child(values[name]) if name == "child" else values[name]
                 filters.append((name, value))
         channel = check_value("channel", request.path_params["channel"])
-        if not self.rules.allowed(channel, metric):
+        if not self.rules.allowed(channel, metric) or metric in IGNORED_METRICS:
             raise self._metric_unavailable(metric, channel)
         channel = self._channel(family, channel)
-        probe = self.registry.get(metric)
-        if probe is None:
-            raise self._metric_unavailable(metric, channel)
         if version not in self.store.versions(channel):
             raise RequestError(404, f"No aggregates for version {version} on channel {channel!r}.")
-        query = MetricQuery(family, channel, version, metric, dates, tuple(filters))
-        data = self.store.aggregates(query, len(probe.buckets))
-        if not data:
+        found = None
+        if not metric.startswith(COUNT_PREFIX):  # count histograms are stored as [[COUNT]]_<NAME>
+            for name in (metric, COUNT_PREFIX + metric):
+                query = MetricQuery(family, channel, version, name, dates, tuple(filters))
+                found = self.store.aggregates(query)
+                if found is not None:
+                    break
+        if found is None:
             raise RequestError(
-                404, f"No {family} aggregates of {metric} for version {version} on channel {channel!r} for "
+                404, f"No {family} aggregates of {metric[:100]!r} for version {version} on channel {channel!r} for "
                      "these dates and filters.")
-        return self._ok(request, {
-            "buckets": probe.buckets, "data": data, "kind": probe.api_kind, "description": probe.description})
+        return self._ok(request, {"buckets": found.buckets, "data": found.data, "kind": found.kind,
+                                  "description": self.registry.description(metric)})
 
 
 def create_app(
     store: AggregateStore,
     rules: Rules | None = None,
-    registry: ProbeRegistry = DEMO_REGISTRY,
+    registry: ProbeRegistry | None = None,
     cache_seconds: int | None = None,
 ) -> Starlette:
-    """The ASGI app; `rules` default to the environment's (METRICS_BLACKLIST, ...)."""
+    """The ASGI app; `rules` default to the environment's (METRICS_BLACKLIST, ...); `registry` gives
+    descriptions (none: histograms have none, scalars one naming them)."""
     if cache_seconds is None:
         cache_seconds = int(os.environ.get("AGGREGATES_CACHE_SECONDS", DEFAULT_CACHE_SECONDS))
-    api = AggregatesApi(store, rules if rules is not None else Rules.from_env(), registry, cache_seconds)
+    api = AggregatesApi(store, rules if rules is not None else Rules.from_env(), registry or ProbeRegistry(),
+                        cache_seconds)
 
     async def request_error(request: Request, exc: RequestError) -> Response:
         return _error(exc.status, exc.message, exc.headers)
@@ -223,7 +238,7 @@ def serve(home=None, port: int = DEFAULT_PORT, host: str = "127.0.0.1") -> None:
     with dg.build_resources({"warehouse": build_warehouse(home_dir(home))}) as resources:
         warehouse = resources.warehouse
         store = AggregateStore.for_warehouse(warehouse)
-        app = create_app(store, rules)
+        app = create_app(store, rules, ProbeRegistry.for_home(home_dir(home)))
         tables = [t for t in warehouse.list_tables(dataset=AGGREGATES_DATASET) if parse_table_name(t)]
         print(f"Telemetry aggregates API on http://{host}:{port}/aggregates_by/build_id/channels/ "
               f"({len(tables)} aggregates tables in the {AGGREGATES_DATASET} dataset)", flush=True)

@@ -234,14 +234,18 @@ class ProbeRegistry:
 
     @classmethod
     def for_home(cls, home: str | os.PathLike) -> ProbeRegistry:
-        """The registry of a home: `$JETSTREAM_PROBES` (paths separated by the OS path separator), else every
-        `*.json`/`*.yaml` file in `<home>/probes/`; empty when there is none (pings then carry the layouts)."""
-        configured = os.environ.get(REGISTRY_ENV, "").strip()
-        if configured:
-            return cls.load(p for p in configured.split(os.pathsep) if p)
-        folder = Path(home) / "probes"
-        files = sorted(p for p in folder.glob("*") if p.suffix in (".json", ".yaml", ".yml")) if folder.is_dir() else []
-        return cls.load(files)
+        """The registry of a home (`registry_paths`); empty when there is none (pings then carry the layouts)."""
+        return cls.load(registry_paths(home))
+
+
+def registry_paths(home: str | os.PathLike) -> list[Path]:
+    """`$JETSTREAM_PROBES` (paths separated by the OS path separator), else every `*.json`/`*.yaml` file in
+    `<home>/probes/`."""
+    configured = os.environ.get(REGISTRY_ENV, "").strip()
+    if configured:
+        return [Path(p) for p in configured.split(os.pathsep) if p]
+    folder = Path(home) / "probes"
+    return sorted(p for p in folder.glob("*") if p.suffix in (".json", ".yaml", ".yml")) if folder.is_dir() else []
 
 
 def _parse(path: Path, data: dict) -> list[Definition]:

@@ -24,7 +24,9 @@ from urllib.parse import quote, urlencode
 RELEASE_CHANNEL = "release"
 MAX_DATES = 366
 MAX_VALUE_LENGTH = 200
-CHILD_VALUES = ("true", "false", "gpu")
+# the `child` dimension: the process; upstream's older `true` (content) and `false` (parent) are accepted
+CHILD_VALUES = ("parent", "content", "gpu")
+CHILD_ALIASES = {"true": "content", "false": "parent"}
 FILTER_PARAMS = ("application", "architecture", "os", "osVersion", "label", "child")
 ENDPOINT_PARAMS: dict[str, tuple[str, ...]] = {
     "channels": (),
@@ -163,8 +165,10 @@ def check_version(value: str) -> str:
 
 
 def check_child(value: str) -> str:
+    """The process a `child` value names: parent, content or gpu (true = content, false = parent)."""
+    value = CHILD_ALIASES.get(value, value)
     if value not in CHILD_VALUES:
-        raise RequestError(400, f"child {_show(value)} must be one of {', '.join(CHILD_VALUES)}.")
+        raise RequestError(400, f"child {_show(value)} must be one of {', '.join(CHILD_VALUES)} (or true/false).")
     return value
 
 

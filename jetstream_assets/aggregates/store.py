@@ -16,6 +16,7 @@ read again, the others are not.
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import threading
@@ -29,6 +30,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401 -- pa.compute
 
 from jetstream_assets.aggregates.compute import (
     AGGREGATES_DATASET,
@@ -41,6 +43,8 @@ from jetstream_assets.warehouse.local import LocalWarehouse
 
 CHANNEL_ORDER = ("nightly", "beta", "release")
 OPTION_DIMENSIONS = ("metric", *DIMENSIONS)
+# the filters endpoint's `os`: "name,version" pairs, as the service lists them
+OS_PAIR = "os_pair"
 _DATE_KEY = "#date"
 
 
@@ -76,24 +80,40 @@ def _catalog_sql(source: str) -> str:
     parts = [f"SELECT channel, version, '{_DATE_KEY}' AS dimension, date AS value FROM {source} GROUP BY 1, 2, 4"]
     for dim in OPTION_DIMENSIONS:
         parts.append(f"SELECT channel, version, '{dim}' AS dimension, {dim} AS value FROM {source} GROUP BY 1, 2, 4")
+    parts.append(f"SELECT channel, version, '{OS_PAIR}' AS dimension, CONCAT(os, ',', osVersion) AS value "
+                 f"FROM {source} GROUP BY 1, 2, 4")
     return "\nUNION ALL\n".join(parts)
 
 
-def reduce_rows(rows: pd.DataFrame | pa.Table, n_buckets: int, metric: str) -> list[dict]:
-    """Add up matching rows per (date, label): the API's `data`, dates ascending then labels."""
-    if isinstance(rows, pa.Table):
-        table = rows
-    else:
-        table = pa.Table.from_pandas(rows[["date", "label", "count", "sum", "histogram"]], preserve_index=False)
+@dataclass(frozen=True)
+class MetricData:
+    """The API's reply body for one metric: its layout and `data` per (date, label)."""
+
+    kind: str
+    buckets: list
+    data: list[dict]
+
+
+def reduce_rows(rows: pd.DataFrame | pa.Table, metric: str) -> MetricData | None:
+    """Add up matching rows per (date, label): the API's `data`, dates ascending then labels; the layout is
+    the one stored with the rows (all rows of a metric must share it)."""
+    columns = ["date", "label", "count", "sum", "histogram", "kind", "buckets"]
+    table = rows if isinstance(rows, pa.Table) else pa.Table.from_pandas(rows[columns], preserve_index=False)
     if table.num_rows == 0:
-        return []
+        return None
+    layouts = pa.compute.unique(table.column("buckets")).to_pylist()
+    kinds = pa.compute.unique(table.column("kind")).to_pylist()
+    if len(layouts) != 1 or len(kinds) != 1:
+        raise StoreError(
+            f"Stored aggregates of {metric} have {len(layouts)} bucket layouts for these dates; rerun the "
+            "telemetry_aggregates partitions written with the old definition.")
+    buckets = json.loads(layouts[0])
+    n_buckets = len(buckets)
     hist = table.column("histogram").combine_chunks()
     lengths = np.asarray(hist.value_lengths().to_numpy(zero_copy_only=False))
     if (lengths != n_buckets).any():
-        raise StoreError(
-            f"Stored aggregates of {metric} have {sorted(set(lengths.tolist()))} buckets where its definition has "
-            f"{n_buckets}; rerun the telemetry_aggregates partitions written with the old definition."
-        )
+        raise StoreError(f"Stored aggregates of {metric} have rows whose histogram does not match its "
+                         f"{n_buckets} buckets; rerun their telemetry_aggregates partitions.")
     matrix = np.asarray(hist.flatten().to_numpy(zero_copy_only=False), dtype=np.int64).reshape(-1, n_buckets)
     keys = pd.DataFrame({"date": table.column("date").to_pandas(), "label": table.column("label").to_pandas()})
     codes, uniques = pd.MultiIndex.from_frame(keys).factorize()
@@ -107,7 +127,7 @@ def reduce_rows(rows: pd.DataFrame | pa.Table, n_buckets: int, metric: str) -> l
          "histogram": summed[i].tolist()}
         for i, (date, label) in enumerate(uniques)
     ]
-    return sorted(out, key=lambda row: (row["date"], row["label"]))
+    return MetricData(kinds[0], buckets, sorted(out, key=lambda row: (row["date"], row["label"])))
 
 
 class AggregateStore(ABC):
@@ -138,7 +158,7 @@ class AggregateStore(ABC):
 
     @abstractmethod
     def _metric_rows(self, query: MetricQuery, tables: list[str]) -> pa.Table | pd.DataFrame:
-        """Rows of `tables` matching the query: date, label, count, sum, histogram."""
+        """Rows of `tables` matching the query: date, label, count, sum, histogram, kind, buckets."""
 
     # -- catalog -----------------------------------------------------------------------------------
     def _tables_of(self, family: str | None = None) -> dict[str, tuple]:
@@ -209,7 +229,7 @@ class AggregateStore(ABC):
         _, options = self._combined_catalog(self._tables_of())
         rows = options[(options["channel"] == channel) & (options["version"] == version)]
         out = {}
-        for dim in OPTION_DIMENSIONS:
+        for dim in (*OPTION_DIMENSIONS, OS_PAIR):
             values = sorted(set(rows.loc[rows["dimension"] == dim, "value"]) - {""})
             if values:
                 out[dim] = values
@@ -228,19 +248,19 @@ class AggregateStore(ABC):
         first = min(query.dates)
         return sorted(t for t in tables if parse_table_name(t)[1] >= first)
 
-    def aggregates(self, query: MetricQuery, n_buckets: int) -> list[dict]:
-        """The API's `data` for a query: per (date, label), the sum over every matching row."""
+    def aggregates(self, query: MetricQuery) -> MetricData | None:
+        """The API's reply for a query: per (date, label), the sum over every matching row."""
         for attempt in range(2):
             tables = self._tables_for(query)
             if not tables:
-                return []
+                return None
             try:
                 rows = self._metric_rows(query, tables)
                 break
             except (duckdb.IOException, FileNotFoundError, WarehouseError) as e:
                 if attempt:  # a table vanished twice in a row: report, do not guess
                     raise StoreError(f"Aggregates tables changed while being read: {e}") from e
-        return reduce_rows(rows, n_buckets, query.metric)
+        return reduce_rows(rows, query.metric)
 
 
 def _version_key(version: str) -> tuple:
@@ -310,7 +330,7 @@ class LocalAggregateStore(AggregateStore):
                 raise StoreError(f"Unknown dimension {dim!r}")
             where.append(f'"{dim}" = ?')
             params.append(value)
-        sql = (f'SELECT date, label, "count", "sum", histogram FROM read_parquet([{files}]) '
+        sql = (f'SELECT date, label, "count", "sum", histogram, kind, buckets FROM read_parquet([{files}]) '
                f"WHERE {' AND '.join(where)}")
         with self._connection() as con:
             return con.sql(sql, params=params).to_arrow_table()
@@ -351,7 +371,7 @@ class WarehouseAggregateStore(AggregateStore):
         dates = ", ".join(bq_string(d) for d in query.dates)
         condition = (f"channel = {bq_string(query.channel)} AND version = {bq_string(query.version)} "
                      f"AND metric = {bq_string(query.metric)} AND date IN ({dates})")
-        columns = ", ".join(["date", "`count`", "`sum`", "histogram", *DIMENSIONS])
+        columns = ", ".join(["date", "`count`", "`sum`", "histogram", "kind", "buckets", *DIMENSIONS])
         sql = "\nUNION ALL\n".join(f"SELECT {columns} FROM {self._ref(t)} WHERE {condition}" for t in tables)
         rows = self.warehouse.query(sql)
         for dim, value in query.filters:

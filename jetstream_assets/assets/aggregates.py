@@ -1,9 +1,12 @@
 """Telemetry aggregates as daily-partitioned assets (the aggregates service's data, rebuilt as assets).
 
-A partition is a submission date. Materializing it aggregates that day's main pings into both families
-(`aggregates_by_submission_date`, `aggregates_by_build_id`), each one table per submission date in the
-`telemetry_aggregates` dataset, replaced whole: a rerun gives the same tables, and a backfill over a range
-of dates (from the UI or `materialize_aggregates`) is one run that walks its dates in order.
+A partition is a submission date (from JETSTREAM_AGGREGATES_START_DATE, default 2015-01-01, to today
+included). Materializing it aggregates that day's main pings (`payload_bytes_decoded.
+telemetry_telemetry__main_v4`) into both families (`aggregates_by_submission_date`, `aggregates_by_build_id`),
+each one table per submission date in the `telemetry_aggregates` dataset, replaced whole: a rerun gives the
+same tables, and a backfill over a range of dates (from the UI or `materialize_aggregates`) is one run that
+walks its dates in order. Probe definitions come from the run config's `probe_files`, else the home's
+registry (`ProbeRegistry.for_home`).
 """
 
 import datetime as dt
@@ -13,9 +16,10 @@ from collections.abc import Iterable
 import dagster as dg
 
 from jetstream_assets.aggregates.compute import AGGREGATES_DATASET, COLUMNS, aggregate_and_store, table_name
-from jetstream_assets.aggregates.pings import PINGS_DATASET, PINGS_TABLE
+from jetstream_assets.aggregates.probes import ProbeRegistry
+from jetstream_assets.aggregates.source import PINGS_DATASET, PINGS_TABLE
 from jetstream_assets.assets.common import OWNERS, code_version, md_table, warehouse_kind
-from jetstream_assets.partitions import start_date as analysis_start_date
+from jetstream_assets.resources import home_dir
 from jetstream_assets.warehouse.base import Warehouse
 
 GROUP = "telemetry_aggregates"
@@ -24,12 +28,23 @@ PREVIEW_ROWS = 5
 FAMILY_OF_ASSET = {"aggregates_by_submission_date": "submission_date", "aggregates_by_build_id": "build_id"}
 
 
+DEFAULT_START_DATE = "2015-01-01"  # main pings (Telemetry v4) began in 2015
+
+
 def aggregates_start_date() -> str:
-    """First submission date the partitions offer: JETSTREAM_AGGREGATES_START_DATE, else the analysis start."""
-    return os.environ.get(START_DATE_ENV) or analysis_start_date()
+    """First submission date the partitions offer: JETSTREAM_AGGREGATES_START_DATE, else 2015-01-01."""
+    return os.environ.get(START_DATE_ENV) or DEFAULT_START_DATE
 
 
-AGGREGATES_PARTITIONS = dg.DailyPartitionsDefinition(start_date=aggregates_start_date())
+# today included: pings keep arriving during the day, and a rerun replaces the day's tables
+AGGREGATES_PARTITIONS = dg.DailyPartitionsDefinition(start_date=aggregates_start_date(), end_offset=1)
+
+
+class AggregatesConfig(dg.Config):
+    """Run configuration of the aggregates: probe definition files (probe-scraper JSON, Histograms.json,
+    Scalars.yaml); empty reads the home's registry (JETSTREAM_PROBES, else <JETSTREAM_HOME>/probes/)."""
+
+    probe_files: list[str] = []
 
 # keyed and grouped like the other telemetry tables (assets/telemetry.py)
 main_pings = dg.AssetSpec(
@@ -37,11 +52,12 @@ main_pings = dg.AssetSpec(
     group_name=PINGS_DATASET,
     kinds={warehouse_kind(), "table"},
     owners=OWNERS,
-    metadata={"local_file": f"<JETSTREAM_HOME>/warehouse/{PINGS_DATASET}/{PINGS_TABLE}.parquet (demo: synthetic)"},
+    metadata={"local_files": f"<JETSTREAM_HOME>/warehouse/{PINGS_DATASET}/{PINGS_TABLE}/part-*.parquet"},
     description=(
-        f"{PINGS_DATASET}.{PINGS_TABLE}: main pings flattened to one row per (ping, process, probe, key) with "
-        "the ping's channel, version, build id, application, architecture and OS. Written by the demo "
-        "(synthetic pings); in production a view over the main ping table in the same shape."
+        f"{PINGS_DATASET}.{PINGS_TABLE}: decoded main pings, one row each (submission_timestamp, sample_id, "
+        "normalized_channel, metadata.uri app name/version/build id, and the ping document as JSON text in "
+        "`payload`). Loaded by `jetstream-assets aggregates load-pings` (the demo loads synthetic pings); "
+        "in production Mozilla's table of the same name and shape."
     ),
 )
 
@@ -81,7 +97,7 @@ _COMMON = dict(
     backfill_policy=dg.BackfillPolicy.single_run(),
     can_subset=True,
 )
-def telemetry_aggregates(context: dg.AssetExecutionContext, warehouse: Warehouse):
+def telemetry_aggregates(context: dg.AssetExecutionContext, config: AggregatesConfig, warehouse: Warehouse):
     selected = [k.to_user_string() for k in context.selected_asset_keys]
     families = tuple(FAMILY_OF_ASSET[name] for name in FAMILY_OF_ASSET if name in selected)
     per_date: dict[str, dict[str, int]] = {f: {} for f in families}
@@ -91,14 +107,19 @@ def telemetry_aggregates(context: dg.AssetExecutionContext, warehouse: Warehouse
     if not warehouse.table_exists(PINGS_TABLE, PINGS_DATASET):
         raise dg.Failure(
             f"No main pings to aggregate: {warehouse.table_ref(PINGS_TABLE, PINGS_DATASET)} does not exist. "
-            "The demo writes synthetic pings (`jetstream-assets demo`, or "
-            "jetstream_assets.aggregates.pings.write_demo_pings); in production it is the flattened main ping view."
+            "Load pings with `jetstream-assets aggregates load-pings FILE.jsonl` (the demo, `jetstream-assets "
+            "demo`, loads synthetic ones); in production it is Mozilla's decoded main ping table."
         )
+    registry = (ProbeRegistry.load(config.probe_files) if config.probe_files
+                else ProbeRegistry.for_home(home_dir()))
+    rejected: dict[str, int] = {}
     for key in context.partition_keys:
         day = dt.date.fromisoformat(key)
-        result, written = aggregate_and_store(warehouse, day, families)
+        result, written = aggregate_and_store(warehouse, day, families, registry)
         entries += result.entries
         unknown.update(result.unknown_metrics)
+        for reason, n in result.rejected.items():
+            rejected[reason] = rejected.get(reason, 0) + n
         for family, rows in written.items():
             per_date[family][key] = rows
             if rows and family not in previews:
@@ -106,11 +127,14 @@ def telemetry_aggregates(context: dg.AssetExecutionContext, warehouse: Warehouse
                 frame["histogram"] = [f"{len(h)} buckets" for h in frame["histogram"]]
                 previews[family] = md_table(frame[list(COLUMNS)])
         context.log.info(
-            f"{key}: {result.entries:,} ping entries -> "
+            f"{key}: {result.entries:,} histograms and values -> "
             + ", ".join(f"{table_name(f, day)} {n:,} rows" for f, n in written.items())
         )
     if unknown:
-        context.log.warning(f"Probes without a definition were skipped: {', '.join(sorted(unknown))}")
+        context.log.warning("Probes without a definition or a layout in the pings were skipped: "
+                            f"{', '.join(sorted(unknown))}")
+    if rejected:
+        context.log.warning("Pings skipped: " + "; ".join(f"{r} ({n:,})" for r, n in sorted(rejected.items())))
     for name, family in FAMILY_OF_ASSET.items():
         if family not in families:
             continue
@@ -121,7 +145,9 @@ def telemetry_aggregates(context: dg.AssetExecutionContext, warehouse: Warehouse
             # one partition: its row count; a range: the run's total (the same metadata lands on each date)
             ("dagster/row_count" if len(counts) == 1 else "rows_in_run"): sum(counts.values()),
             "rows_per_date": dg.MetadataValue.json(counts),
-            "ping_entries": entries,
+            "histograms_and_values": entries,
+            "pings_skipped": dg.MetadataValue.json(rejected),
+            "probe_definitions": len(registry),
             "dates_without_pings": dg.MetadataValue.json([k for k, n in counts.items() if n == 0]),
             "metrics_without_definition": dg.MetadataValue.json(sorted(unknown)),
         }
@@ -146,6 +172,7 @@ def materialize_aggregates(
     instance: dg.DagsterInstance | None = None,
     raise_on_error: bool = True,
     quiet: bool = False,
+    probe_files: Iterable[str] = (),
 ) -> dg.ExecuteInProcessResult:
     """Aggregate a contiguous range of submission dates in one run (what a UI backfill does).
 
@@ -166,5 +193,8 @@ def materialize_aggregates(
             "dagster/asset_partition_range_end": days[-1].isoformat(),
         },
         raise_on_error=raise_on_error,
-        run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}} if quiet else None,
+        run_config={
+            **({"loggers": {"console": {"config": {"log_level": "WARNING"}}}} if quiet else {}),
+            "ops": {"telemetry_aggregates": {"config": {"probe_files": [str(p) for p in probe_files]}}},
+        },
     )
