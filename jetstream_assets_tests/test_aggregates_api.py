@@ -15,17 +15,19 @@ from urllib.parse import urlencode
 import pytest
 import requests
 
-from jetstream_assets.aggregates.probes import DEMO_REGISTRY
 from jetstream_assets.aggregates.rules import Rules, RulesError
 from jetstream_assets.aggregates.store import WarehouseAggregateStore
+from jetstream_assets.demo.pings import DEMO_PROBES
 from jetstream_assets_tests.test_aggregates_helpers import (
+    REGISTRY,
     build_world,
     expected_data,
     expected_dates,
     expected_options,
-    ping_dims,
-    ping_metric,
+    layout_of,
+    reference,
     running_server,
+    stored_metric,
 )
 
 FAMILIES = ("build_id", "submission_date")
@@ -33,13 +35,18 @@ FAMILIES = ("build_id", "submission_date")
 # numeric scalar, boolean scalar, keyed scalar, gpu-only histogram
 METRICS = ("GC_MS", "CPU_USAGE_PERCENT", "SSL_HANDSHAKE_VERSION", "CANVAS_WEBGL_SUCCESS",
            "URLCLASSIFIER_UPDATE_ERROR", "IPC_MESSAGE_SIZE", "JS_TELEMETRY_ADDON_EXCEPTIONS",
-           "SCALARS_BROWSER.ENGAGEMENT.TOTAL_URI_COUNT", "SCALARS_WIDGET.DARK_MODE",
+           "SCALARS_BROWSER.ENGAGEMENT.TOTAL_URI_COUNT", "SCALARS_WIDGET.DARK_MODE", "SIMPLE_MEASURES_UPTIME",
            "SCALARS_BROWSER.SEARCH.CONTENT.URLBAR", "COMPOSITE_TIME")
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     return build_world(tmp_path_factory.mktemp("aggregates_api"))
+
+
+@pytest.fixture(scope="module")
+def rows(world):
+    return {family: reference(world.pings, family) for family in FAMILIES}
 
 
 @pytest.fixture(scope="module")
@@ -54,11 +61,16 @@ def get(url: str, path: str, **params):
 
 def current_version(world, channel: str) -> str:
     """The version most pings of a channel carry."""
-    versions = [ping_dims(r, "submission_date")["version"] for r in world.pings if r["normalized_channel"] == channel]
+    versions = [p["application"]["version"].split(".")[0] for p in world.pings if p["application"]["channel"] == channel]
     return max(set(versions), key=versions.count)
 
 
-def test_channels_and_dates_per_family(world, api):
+def keys_of(metric: str) -> tuple[str, ...]:
+    probe = next(p for p in DEMO_PROBES if metric in (p.name, "SCALARS_" + p.name.upper()))
+    return tuple(k.upper() for k in probe.keys) if probe.scalar else probe.keys
+
+
+def test_channels_and_dates_per_family(world, rows, api):
     for family in FAMILIES:
         reply = get(api, f"/aggregates_by/{family}/channels/")
         assert reply.status_code == 200
@@ -66,7 +78,7 @@ def test_channels_and_dates_per_family(world, api):
         for channel in ("nightly", "beta", "release"):
             dates = get(api, f"/aggregates_by/{family}/channels/{channel}/dates/")
             assert dates.status_code == 200
-            assert dates.json() == expected_dates(world.pings, family, channel)
+            assert dates.json() == expected_dates(rows[family], channel)
     # build dates reach back before the first submission date; submission dates do not
     build_dates = {d["date"] for d in get(api, "/aggregates_by/build_id/channels/release/dates/").json()}
     assert min(build_dates) < world.stamps[0]
@@ -74,35 +86,32 @@ def test_channels_and_dates_per_family(world, api):
     assert submission == set(world.stamps)
 
 
-def test_filters_list_every_dimension_seen(world, api):
+def test_filters_list_every_dimension_seen(world, rows, api):
     for channel in ("nightly", "beta", "release"):
         version = current_version(world, channel)
         reply = get(api, "/filters/", channel=channel, version=version)
         assert reply.status_code == 200
-        assert reply.json() == expected_options(world.pings, channel, version)
+        assert reply.json() == expected_options(rows["submission_date"], channel, version)
     assert get(api, "/filters/", channel="nightly", version="1").status_code == 404
     assert get(api, "/filters/", channel="aurora", version="42").status_code == 404
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_aggregates_match_the_pings_for_every_kind_and_filter(world, api, family):
+def test_aggregates_match_the_pings_for_every_kind_and_filter(world, rows, api, family):
     checked = 0
-    rows = collections.defaultdict(list)  # the pings of each (channel, metric), to keep the reference quick
-    for row in world.pings:
-        rows[(row["normalized_channel"], ping_metric(row))].append(row)
     for channel in ("nightly", "release"):
         version = current_version(world, channel)
-        dates = [d["date"] for d in expected_dates(world.pings, family, channel) if d["version"] == version]
+        dates = [d["date"] for d in expected_dates(rows[family], channel) if d["version"] == version]
         dates = sorted(dates)[-6:]
         for metric in METRICS:
-            probe = DEMO_REGISTRY.get(metric)
-            filter_sets = [{}, {"os": "Windows_NT"}, {"os": "Windows_NT", "child": "false"},
+            layout = layout_of(stored_metric(rows[family], metric), None)
+            filter_sets = [{}, {"os": "Windows_NT"}, {"os": "Windows_NT", "child": "parent"},
                            {"application": "Firefox", "architecture": "x86-64", "osVersion": "10.0"},
-                           {"child": "true"}, {"child": "gpu"}, {"application": "Fennec", "os": "Android"}]
-            if probe.keyed:
-                filter_sets.append({"label": probe.keys[0]})
+                           {"child": "content"}, {"child": "gpu"}, {"application": "Fennec", "os": "Android"}]
+            if metric not in ("SIMPLE_MEASURES_UPTIME",) and keys_of(metric):
+                filter_sets.append({"label": keys_of(metric)[0]})
             for filters in filter_sets:
-                expected = expected_data(rows[(channel, metric)], family, channel, version, metric, set(dates), filters)
+                expected = expected_data(rows[family], channel, version, metric, set(dates), filters)
                 reply = get(api, f"/aggregates_by/{family}/channels/{channel}/",
                             version=version, dates=",".join(dates), metric=metric, **filters)
                 if not expected:
@@ -111,9 +120,9 @@ def test_aggregates_match_the_pings_for_every_kind_and_filter(world, api, family
                     continue
                 assert reply.status_code == 200, reply.text
                 body = reply.json()
-                assert body["buckets"] == probe.buckets
-                assert body["kind"] == probe.api_kind
-                assert body["description"] == probe.description
+                assert body["buckets"] == list(layout.buckets)
+                assert body["kind"] == layout.kind
+                assert body["description"] == REGISTRY.description(metric)
                 assert body["data"] == expected, (family, channel, metric, filters)
                 checked += 1
     assert checked > 60  # most combinations have data: the comparison is not vacuous
@@ -126,7 +135,7 @@ def test_keyed_metrics_answer_one_entry_per_label(world, api):
                 version=version, dates=",".join(dates), metric="IPC_MESSAGE_SIZE")
     data = reply.json()["data"]
     labels = {row["label"] for row in data}
-    assert labels == set(DEMO_REGISTRY.get("IPC_MESSAGE_SIZE").keys)
+    assert labels == set(keys_of("IPC_MESSAGE_SIZE"))
     assert len(data) == len({(r["date"], r["label"]) for r in data}) > len(dates)
     unkeyed = get(api, "/aggregates_by/submission_date/channels/nightly/",
                   version=version, dates=",".join(dates), metric="GC_MS").json()["data"]
@@ -135,9 +144,10 @@ def test_keyed_metrics_answer_one_entry_per_label(world, api):
 
 
 def test_kinds_and_bucket_labels():
-    assert DEMO_REGISTRY.get("SCALARS_WIDGET.DARK_MODE").api_kind == "boolean"
-    assert DEMO_REGISTRY.get("SCALARS_BROWSER.ENGAGEMENT.TOTAL_URI_COUNT").api_kind == "exponential"
-    assert DEMO_REGISTRY.get("URLCLASSIFIER_UPDATE_ERROR").api_kind == "count"
+    # numeric scalars, booleans included, are served as exponential on COUNT_HISTOGRAM_LABELS
+    assert REGISTRY.layout("SCALARS_WIDGET.DARK_MODE").kind == "exponential"
+    assert REGISTRY.layout("[[COUNT]]_URLCLASSIFIER_UPDATE_ERROR").kind == "count"
+    assert REGISTRY.layout("SSL_HANDSHAKE_VERSION").buckets == tuple(range(17))
 
 
 def test_unknown_parameters_get_405_with_the_cleaned_url(world, api):
@@ -276,7 +286,7 @@ def test_the_warehouse_reader_gives_the_same_replies(world):
         ("/aggregates_by/build_id/channels/beta/",
          {"version": version, "dates": ",".join(world.stamps), "metric": "IPC_MESSAGE_SIZE", "os": "Windows_NT"}),
         ("/aggregates_by/submission_date/channels/beta/",
-         {"version": version, "dates": ",".join(world.stamps), "metric": "SCALARS_A11Y.THEME", "child": "false"}),
+         {"version": version, "dates": ",".join(world.stamps), "metric": "SCALARS_WIDGET.DARK_MODE", "child": "false"}),
     ]
     with running_server(world.warehouse, Rules()) as fast, \
             running_server(world.warehouse, Rules(), store=WarehouseAggregateStore(world.warehouse)) as sql:

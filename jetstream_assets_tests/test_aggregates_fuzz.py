@@ -28,7 +28,7 @@ INJECTIONS = [
     "20261020' OR date IS NOT NULL --", "20261301", "20260230", "2026-10-20", "0", "1e9", "true", "gpu",
 ]
 VALID_DATES = ["20261020", "20261021", "20261022"]
-METRICS = ["GC_MS", "IPC_MESSAGE_SIZE", "SCALARS_A11Y.THEME", "NO_SUCH_METRIC"]
+METRICS = ["GC_MS", "IPC_MESSAGE_SIZE", "SCALARS_WIDGET.DARK_MODE", "NO_SUCH_METRIC"]
 ALL_PARAMS = sorted({p for params in ENDPOINT_PARAMS.values() for p in params})
 PARAM_NAMES = ALL_PARAMS + ["foo", "dates[]", "Metric", "DATES", "e10sEnabled", "", "channel ", "os;"]
 

@@ -5,6 +5,7 @@ run, reruns that give the same tables, dates without pings, readers that never f
 from __future__ import annotations
 
 import datetime as dt
+import json
 import threading
 
 import dagster as dg
@@ -19,16 +20,8 @@ from jetstream_assets.aggregates.compute import (
     parse_table_name,
     table_name,
 )
-from jetstream_assets.aggregates.pings import (
-    CHANNELS,
-    PingsError,
-    channel_version,
-    generate_day,
-    write_pings,
-)
 from jetstream_assets.aggregates.probes import (
-    DEMO_REGISTRY,
-    Probe,
+    ProbeError,
     ProbeRegistry,
     enumerated_buckets,
     exponential_buckets,
@@ -42,8 +35,9 @@ from jetstream_assets.assets.aggregates import (
     materialize_aggregates,
     telemetry_aggregates,
 )
+from jetstream_assets.demo.pings import CHANNELS, PROBES_FILE, channel_version, documents
 from jetstream_assets.warehouse.local import LocalWarehouse
-from jetstream_assets_tests.test_aggregates_helpers import FIRST_DAY, build_world, expected_rows
+from jetstream_assets_tests.test_aggregates_helpers import FIRST_DAY, REGISTRY, build_world, reference
 
 # Firefox's GC_MS (exponential, 1..10000, 50 buckets) bucket lower bounds
 GC_MS_BUCKETS = [0, 1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 14, 17, 20, 24, 29, 34, 40, 48, 57, 68, 81, 96, 114, 135, 160,
@@ -53,63 +47,67 @@ GC_MS_BUCKETS = [0, 1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 14, 17, 20, 24, 29, 34, 40, 
 
 def test_bucket_layouts():
     assert exponential_buckets(1, 10_000, 50) == GC_MS_BUCKETS
-    assert DEMO_REGISTRY.get("GC_MS").buckets == GC_MS_BUCKETS
+    assert list(REGISTRY.layout("GC_MS").buckets) == GC_MS_BUCKETS
     linear = linear_buckets(1, 100, 51)
     assert linear[:2] == [0, 1] and linear[-1] == 100 and len(linear) == 51
     assert all(b > a for a, b in zip(linear, linear[1:]))
     assert enumerated_buckets(4) == [0, 1, 2, 3, 4]
-    assert DEMO_REGISTRY.get("CANVAS_WEBGL_SUCCESS").buckets == [0, 1, 2]
-    counted = DEMO_REGISTRY.get("URLCLASSIFIER_UPDATE_ERROR")
-    assert counted.value_bucketed and counted.buckets[:3] == [0, 1, 2]
-    probe = DEMO_REGISTRY.get("GC_MS")
-    assert probe.bucket_index([-5, 0, 9, 10, 11, 10_000, 99_999]).tolist() == [0, 0, 8, 9, 9, 49, 49]
+    assert list(REGISTRY.layout("CANVAS_WEBGL_SUCCESS").buckets) == [0, 1, 2]
+    counted = REGISTRY.layout("[[COUNT]]_URLCLASSIFIER_UPDATE_ERROR")
+    assert counted.value_bucketed and counted.buckets[:3] == (0, 1, 2)
+    gc = REGISTRY.layout("GC_MS")
+    assert gc.positions([-5, 0, 9, 10, 11, 10_000, 99_999]).tolist() == [0, 0, 8, 9, 9, 49, 49]
     for bad in (lambda: exponential_buckets(0, 10, 5), lambda: linear_buckets(5, 5, 10), lambda: enumerated_buckets(0)):
         with pytest.raises(ValueError):
             bad()
-    twice = Probe("X", "histogram", "boolean", "x")
-    with pytest.raises(ValueError, match="same metric"):
-        ProbeRegistry([twice, twice])
 
 
-def test_synthetic_pings_cover_every_dimension_and_kind():
+def test_the_registry_reads_probe_scraper_histograms_json_and_scalars_yaml(tmp_path):
+    histograms = tmp_path / "Histograms.json"
+    histograms.write_text(json.dumps({
+        "GC_MS": {"kind": "exponential", "high": 10000, "n_buckets": 50, "description": "GC time"},
+        "CHOICE": {"kind": "categorical", "labels": ["a", "b"], "n_values": 3, "description": ["two", "lines"]},
+        "FLAGGED": {"kind": "flag", "description": "a flag"},
+    }))
+    scalars = tmp_path / "Scalars.yaml"
+    scalars.write_text("browser.engagement:\n  total_uri_count:\n    kind: uint\n    description: URIs loaded\n")
+    registry = ProbeRegistry.load([PROBES_FILE, histograms, scalars])
+    assert list(registry.layout("GC_MS").buckets) == GC_MS_BUCKETS
+    assert registry.description("GC_MS") == "GC time"  # the later file wins
+    assert registry.layout("CHOICE").buckets == ("a", "b", "2", "3")
+    assert registry.description("CHOICE") == "two lines"
+    assert registry.layout("FLAGGED").kind == "flag"
+    assert registry.description("SCALARS_BROWSER.ENGAGEMENT.TOTAL_URI_COUNT") == "URIs loaded"
+    assert registry.description("SCALARS_NOT.DEFINED") == "Scalar not.defined (no definition in the probe registry)"
+    assert registry.description("SIMPLE_MEASURES_UPTIME") == ""
+    bad = tmp_path / "bad.json"
+    for text, message in (("{nope", "Cannot read"), ('{"X": {"kind": "exponential", "low": 5, "high": 1}}', "X")):
+        bad.write_text(text)
+        with pytest.raises(ProbeError, match=message):
+            ProbeRegistry.load([bad])
+
+
+def test_demo_pings_cover_every_dimension_and_kind():
     day = dt.date(2026, 10, 20)
-    table = generate_day(day, 1_500, seed=3)
-    assert table.equals(generate_day(day, 1_500, seed=3))
-    assert not table.equals(generate_day(day, 1_500, seed=4))
-    df = table.to_pandas()
-    assert set(df["normalized_channel"]) == set(CHANNELS)
-    assert set(df["process"]) == {"parent", "content", "gpu"}
-    assert set(df["probe_type"]) == {"histogram", "keyed_histogram", "scalar", "keyed_scalar"}
-    assert {p.kind for p in DEMO_REGISTRY if not p.is_scalar} == {"exponential", "linear", "enumerated", "boolean",
-                                                                  "count"}
-    assert set(df["probe"]) == {p.name for p in DEMO_REGISTRY}
-    assert set(df["app_name"]) == {"Firefox", "Fennec"}
-    assert set(df.loc[df["app_name"] == "Fennec", "os"]) == {"Android"}
-    assert set(df.loc[df["process"] == "gpu", "os"]) == {"Windows_NT"}
-    assert df.groupby("os")["os_version"].nunique().min() >= 2
-    assert df["architecture"].nunique() >= 4
-    built = pd.to_datetime(df["app_build_id"].str[:8]).dt.date
-    assert (built <= day).all() and built.nunique() > 5
-    for row in df.drop_duplicates(["normalized_channel", "app_build_id"]).itertuples():
-        build_date = dt.date(int(row.app_build_id[:4]), int(row.app_build_id[4:6]), int(row.app_build_id[6:8]))
-        assert int(row.app_version.split(".")[0]) == channel_version(row.normalized_channel, build_date)
-    histograms = df[df["probe_type"].str.endswith("histogram")]
-    assert histograms["hist_values"].map(len).min() >= 1
-    assert df.loc[df["probe_type"].str.endswith("scalar"), "hist_values"].isna().all()
-    assert df.loc[df["probe_type"].str.startswith("keyed"), "key"].notna().all()
-    assert df.loc[~df["probe_type"].str.startswith("keyed"), "key"].isna().all()
-    gc = histograms[histograms["probe"] == "GC_MS"]
-    assert {b["key"] for values in gc["hist_values"] for b in values} <= set(GC_MS_BUCKETS)
-
-
-def test_ping_generation_refuses_bad_arguments(tmp_path):
-    warehouse = LocalWarehouse(root=str(tmp_path))
-    with pytest.raises(PingsError, match="after end"):
-        write_pings(warehouse, dt.date(2026, 10, 2), dt.date(2026, 10, 1))
-    with pytest.raises(PingsError, match="At most"):
-        write_pings(warehouse, dt.date(2024, 1, 1), dt.date(2026, 1, 1))
-    with pytest.raises(PingsError, match="pings_per_day"):
-        write_pings(warehouse, dt.date(2026, 10, 1), dt.date(2026, 10, 1), pings_per_day=0)
+    pings = list(documents(day, 1_500, seed=3))
+    assert pings == list(documents(day, 1_500, seed=3))
+    assert pings != list(documents(day, 1_500, seed=4))
+    apps = [p["application"] for p in pings]
+    assert {a["channel"] for a in apps} == set(CHANNELS)
+    assert {a["name"] for a in apps} == {"Firefox", "Fennec"}
+    systems = [p["environment"]["system"]["os"]["name"] for p in pings]
+    assert {s for s, a in zip(systems, apps) if a["name"] == "Fennec"} == {"Android"}
+    assert {s for s, p in zip(systems, pings) if "gpu" in p["payload"]["processes"]} == {"Windows_NT"}
+    for app in apps:
+        built = dt.datetime.strptime(app["buildId"][:8], "%Y%m%d").date()
+        assert built <= day and int(app["version"].split(".")[0]) == channel_version(app["channel"], built)
+    sections = [s for p in pings for s in (p["payload"], *p["payload"]["processes"].values())]
+    kinds = {h["histogram_type"] for s in sections for h in s.get("histograms", {}).values()}
+    assert kinds == {0, 1, 2, 4}
+    assert any(p["payload"]["processes"]["parent"].get("keyedScalars") for p in pings)
+    assert any(p["payload"]["keyedHistograms"] for p in pings)
+    with pytest.raises(ValueError, match="pings per day"):
+        list(documents(day, 0))
     with pytest.raises(AggregatesError, match="family"):
         table_name("by_os", dt.date(2026, 10, 1))
     assert parse_table_name("build_id_20261001") == ("build_id", "20261001")
@@ -123,19 +121,22 @@ def world(tmp_path_factory):
 
 def test_aggregation_matches_an_independent_computation(world):
     day = world.days[1]
-    result = aggregate_day(world.warehouse, day)
-    pings = [r for r in world.pings if r["submission_date"] == day]
-    assert result.entries == len(pings)
-    assert not result.unknown_metrics
+    result = aggregate_day(world.warehouse, day, REGISTRY)
+    pings = [p for p in world.pings if p["meta"]["submissionDate"] == day.strftime("%Y%m%d")]
+    assert not result.unknown_metrics and not result.rejected
     for family in ("submission_date", "build_id"):
         frame = result.frames[family]
-        got = {tuple(row[c] for c in KEY_COLUMNS): (row["count"], row["sum"], list(row["histogram"]))
+        got = {tuple(row[c] for c in KEY_COLUMNS): [row["count"], row["sum"], list(row["histogram"])]
                for row in frame.to_dict("records")}
         assert len(got) == len(frame)  # one row per key
-        assert got == expected_rows(pings, family)
+        assert got == reference(pings, family)
+        assert (frame["buckets"].map(lambda b: len(json.loads(b))) == frame["histogram"].map(len)).all()
     sub = result.frames["submission_date"]
     assert set(sub["date"]) == {day.strftime("%Y%m%d")}
-    assert sub["count"].sum() == result.frames["build_id"]["count"].sum() == len(pings)
+    assert sub["count"].sum() == result.frames["build_id"]["count"].sum() == result.entries
+
+
+PROBES_CONFIG = {"ops": {"telemetry_aggregates": {"config": {"probe_files": [str(PROBES_FILE)]}}}}
 
 
 def _tables(warehouse):
@@ -145,7 +146,7 @@ def _tables(warehouse):
 
 def test_backfill_rerun_and_dates_without_pings(world):
     instance = dg.DagsterInstance.ephemeral()
-    first = materialize_aggregates(world.days, world.warehouse, instance=instance)
+    first = materialize_aggregates(world.days, world.warehouse, instance=instance, probe_files=[PROBES_FILE])
     assert first.success
     stamps = [d.strftime("%Y%m%d") for d in world.days]
     assert sorted(world.warehouse.list_tables(dataset=AGGREGATES_DATASET)) == sorted(
@@ -158,7 +159,7 @@ def test_backfill_rerun_and_dates_without_pings(world):
     untouched = world.warehouse.table_path(f"build_id_{stamps[0]}", AGGREGATES_DATASET).stat().st_mtime_ns
 
     rerun = dg.materialize([telemetry_aggregates], partition_key=world.days[1].isoformat(),
-                           resources={"warehouse": world.warehouse}, instance=instance)
+                           resources={"warehouse": world.warehouse}, instance=instance, run_config=PROBES_CONFIG)
     assert rerun.success
     after = _tables(world.warehouse)
     assert before.keys() == after.keys()
@@ -171,7 +172,7 @@ def test_backfill_rerun_and_dates_without_pings(world):
     world.warehouse.write_dataframe(before[f"build_id_{stamps[0]}"].head(3), table_name("build_id", empty),
                                     dataset=AGGREGATES_DATASET)
     result = dg.materialize([telemetry_aggregates], partition_key=empty.isoformat(),
-                            resources={"warehouse": world.warehouse}, instance=instance)
+                            resources={"warehouse": world.warehouse}, instance=instance, run_config=PROBES_CONFIG)
     assert not world.warehouse.table_exists(table_name("build_id", empty), AGGREGATES_DATASET)
     metadata = result.asset_materializations_for_node("telemetry_aggregates")[0].metadata
     assert metadata["dates_without_pings"].value == [empty.isoformat()]
@@ -183,17 +184,17 @@ def test_a_missing_ping_table_fails_with_a_clear_message(tmp_path):
     result = materialize_aggregates([FIRST_DAY], warehouse, raise_on_error=False)
     assert not result.success
     failure = result.get_step_failure_events()[0].event_specific_data.error.to_string()
-    assert "telemetry.main_pings does not exist" in failure and "jetstream-assets demo" in failure
+    assert "telemetry_telemetry__main_v4 does not exist" in failure and "load-pings" in failure
 
 
 def test_readers_never_fail_while_runs_rewrite_the_tables(world):
-    materialize_aggregates(world.days, world.warehouse)
+    materialize_aggregates(world.days, world.warehouse, probe_files=[PROBES_FILE])
     store = AggregateStore.for_warehouse(world.warehouse)
     version = str(channel_version("nightly", world.days[0]))
     stamps = tuple(d.strftime("%Y%m%d") for d in world.days)
     query = MetricQuery("submission_date", "nightly", version, "GC_MS", stamps)
-    reference = store.aggregates(query, len(DEMO_REGISTRY.get("GC_MS").buckets))
-    assert reference
+    expected = store.aggregates(query)
+    assert expected.data
     errors, reads = [], []
     done = threading.Event()
 
@@ -201,7 +202,7 @@ def test_readers_never_fail_while_runs_rewrite_the_tables(world):
         while not done.is_set():
             try:
                 fresh = AggregateStore.for_warehouse(world.warehouse)  # no cached catalog either
-                assert store.aggregates(query, 50) == reference
+                assert store.aggregates(query) == expected
                 assert fresh.channels("build_id") == ["nightly", "beta", "release"]
                 reads.append(1)
             except Exception as e:  # noqa: BLE001 -- any failure is the finding
@@ -212,7 +213,7 @@ def test_readers_never_fail_while_runs_rewrite_the_tables(world):
         thread.start()
     try:
         for _ in range(2):
-            assert materialize_aggregates(world.days, world.warehouse).success
+            assert materialize_aggregates(world.days, world.warehouse, probe_files=[PROBES_FILE]).success
     finally:
         done.set()
         for thread in readers:
@@ -231,5 +232,5 @@ def test_assets_and_job_load_in_definitions(world):
         assert node.group_name == "telemetry_aggregates"
         assert node.partitions_def == AGGREGATES_PARTITIONS
         assert node.backfill_policy == dg.BackfillPolicy.single_run()
-        assert dg.AssetKey(["telemetry", "main_pings"]) in node.parent_keys
+        assert dg.AssetKey(["payload_bytes_decoded", "telemetry_telemetry__main_v4"]) in node.parent_keys
         assert node.code_version

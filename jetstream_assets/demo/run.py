@@ -84,16 +84,16 @@ def run_demo(home: Path, clients: int = 100_000) -> int:
         _say("    " + format_summary(summary).replace("\n", "\n    "))
 
     _say("[4/5] Telemetry aggregates (main pings by submission date and by build id)")
-    from jetstream_assets.aggregates.pings import write_demo_pings
+    from jetstream_assets.aggregates.probes import registry_paths
     from jetstream_assets.assets.aggregates import materialize_aggregates
+    from jetstream_assets.demo.pings import write_demo_pings
 
     started = time.monotonic()
-    pings = write_demo_pings(home, today)
-    days = (pings["end"] - pings["start"]).days + 1
-    materialize_aggregates(
-        [pings["start"] + dt.timedelta(days=n) for n in range(days)], resources["warehouse"], instance=instance, quiet=True
-    )
-    _say(f"  {pings['rows']:,} ping rows over {days} dates aggregated in {time.monotonic() - started:.1f}s")
+    first, last, report = write_demo_pings(home, resources["warehouse"], today)
+    days = (last - first).days + 1
+    materialize_aggregates([first + dt.timedelta(days=n) for n in range(days)], resources["warehouse"],
+                           instance=instance, quiet=True, probe_files=[str(p) for p in registry_paths(home)])
+    _say(f"  {report.loaded:,} main pings over {days} dates loaded and aggregated in {time.monotonic() - started:.1f}s")
 
     _say("[5/5] Results")
     _say(f"  tables:   {home / 'warehouse' / 'mozanalysis'}  (Parquet, one file per table)")
