@@ -175,7 +175,7 @@ class AggregatesApi:
         if found is None:
             raise RequestError(
                 404, f"No {family} aggregates of {metric[:100]!r} for version {version} on channel {channel!r} for "
-                     "these dates and filters.")
+                     "these dates and filters; /filters/?channel=...&version=... lists the metrics.")
         return self._ok(request, {"buckets": found.buckets, "data": found.data, "kind": found.kind,
                                   "description": self.registry.description(metric)})
 
