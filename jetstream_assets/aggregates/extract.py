@@ -45,6 +45,7 @@ BIGQUERY_HELPERS = {
                          "FROM (SELECT SAFE.PARSE_JSON({arg}, wide_number_mode => 'round') AS j), "
                          "UNNEST(JSON_KEYS(j, 1)) AS k WHERE JSON_TYPE(j) = 'object')"),
     "udf.json_items": "JSON_QUERY_ARRAY({arg})",
+    "udf.json_valid": "(SAFE.PARSE_JSON({arg}, wide_number_mode => 'round') IS NOT NULL)",
 }
 
 
@@ -87,7 +88,8 @@ def pings_sql(table_ref: str, day: dt.date, source_filter: str = "") -> str:
     return f"""
 docs AS (
   SELECT document_id, normalized_channel AS channel, metadata.uri.app_name AS application,
-    metadata.uri.app_version AS app_version, metadata.uri.app_build_id AS app_build_id, payload AS doc
+    metadata.uri.app_version AS app_version, metadata.uri.app_build_id AS app_build_id,
+    IF(udf.json_valid(payload), payload, NULL) AS doc
   FROM `{table_ref}`
   WHERE {where}
 ),
@@ -99,13 +101,14 @@ parsed AS (
     {_v('doc', '$.application.architecture')} AS architecture,
     {_v('doc', '$.environment.system.os.name')} AS os,
     {_v('doc', '$.environment.system.os.version')} AS os_version,
-    {_q('doc', '$.payload')} AS payload
+    {_q('doc', '$.payload')} AS payload, doc IS NULL AS invalid
   FROM docs
 ),
 pings AS (
   SELECT document_id, build_date, channel, version, application, architecture, os,
     CASE WHEN os = 'Linux' THEN SUBSTR(os_version, 1, 3) ELSE os_version END AS osVersion, payload,
     CASE
+      WHEN invalid THEN 'payload is not valid JSON'
       WHEN payload IS NULL OR NOT STARTS_WITH(payload, '{{') THEN 'no payload object'
       WHEN channel IS NULL THEN 'no channel'
       WHEN application IS NULL THEN 'no application name'

@@ -235,6 +235,7 @@ MACROS: dict[str, str] = {
         "(s) AS list_transform(map_entries(TRY_CAST(TRY_CAST(s AS JSON) AS MAP(VARCHAR, JSON))), "
         "lambda e: {'key': e.key, 'value': CAST(e.value AS VARCHAR)})"
     ),
+    "udf_json_valid": "(s) AS json_valid(s)",
     # a JSON array's items as JSON text; NULL for anything but an array
     "udf_json_items": (
         "(s) AS list_transform(TRY_CAST(TRY_CAST(s AS JSON) AS JSON[]), lambda e: CAST(e AS VARCHAR))"
