@@ -117,6 +117,8 @@ def _layout(metric: str, groups: pd.DataFrame, registry: ProbeRegistry) -> Layou
 
 def assemble(day: dt.date, result: pd.DataFrame, registry: ProbeRegistry) -> DayAggregates:
     """Dense per-metric buckets from the day query's rows, in both families."""
+    if result.empty:
+        return DayAggregates(day, 0, {f: _empty_frame() for f in FAMILIES})
     groups = result[result["row_kind"] == "group"].reset_index(drop=True)
     cells = result[result["row_kind"] == "cell"]
     if not len(groups):

@@ -124,6 +124,24 @@ def _schema_field(column: str, series: pd.Series) -> bigquery.SchemaField:
     return bigquery.SchemaField(column, _bq_type(column, series))
 
 
+#: Mozilla's decoded main ping table (`payload_bytes_decoded.telemetry_telemetry__main_v4`), the columns the
+#: telemetry aggregates read; `payload` holds the decoded ping document as JSON text.
+MAIN_PING_SCHEMA = [
+    bigquery.SchemaField("submission_timestamp", "TIMESTAMP"),
+    bigquery.SchemaField("document_id", "STRING"),
+    bigquery.SchemaField("sample_id", "INT64"),
+    bigquery.SchemaField("normalized_channel", "STRING"),
+    bigquery.SchemaField("normalized_app_name", "STRING"),
+    bigquery.SchemaField("metadata", "RECORD", fields=[
+        bigquery.SchemaField("uri", "RECORD", fields=[
+            bigquery.SchemaField(name, "STRING")
+            for name in ("app_name", "app_version", "app_update_channel", "app_build_id")
+        ]),
+    ]),
+    bigquery.SchemaField("payload", "STRING"),
+]
+
+
 def _reason(error: BaseException) -> str:
     message = getattr(error, "message", None) or str(error)
     errors = getattr(error, "errors", None) or []
@@ -393,6 +411,19 @@ class BigQueryWarehouse(Warehouse):
                 client.query(sql, job_config=config).result()
             except GoogleAPIError as e:
                 raise WarehouseError(f"Cannot create view `{view_id}`: {_reason(e)}") from e
+
+    def ensure_main_ping_table(self, table: str, dataset: str) -> None:
+        """Create the decoded main ping table (MAIN_PING_SCHEMA, partitioned by submission day) unless it
+        exists, so appends of pings (nested `metadata`) load with its schema."""
+        with self._client() as client:
+            table_id = self._table_id(client, table, dataset)
+            definition = bigquery.Table(table_id, schema=MAIN_PING_SCHEMA)
+            definition.time_partitioning = bigquery.TimePartitioning(field="submission_timestamp")
+            try:
+                client.create_dataset(table_id.rsplit(".", 1)[0], exists_ok=True)
+                client.create_table(definition, exists_ok=True)
+            except GoogleAPIError as e:
+                raise WarehouseError(f"Cannot create `{table_id}`: {_reason(e)}") from e
 
     def _get_table(self, table: str, dataset: str | None):
         with self._client() as client:
