@@ -26,7 +26,8 @@ def test_the_stages_run_as_bigquery_sql(client, warehouse):  # noqa: F811
     assert len(sqls) == 5  # pings, sections, entries (scratch tables), aggregates, rejects
     assert [d is not None for d in destinations] == [True, True, True, False, False]
     assert f"`{PROJECT}.payload_bytes_decoded.telemetry_telemetry__main_v4`" in sqls[0]
-    assert "DATE(submission_timestamp) = DATE '2026-10-20'" in sqls[0]
+    assert ("submission_timestamp >= TIMESTAMP '2026-10-20 00:00:00+00' "
+            "AND submission_timestamp < TIMESTAMP '2026-10-21 00:00:00+00'") in sqls[0]
     assert "normalized_channel IN ('nightly', 'aurora', 'beta', 'release')" in sqls[0]  # the source filter
     for sql in sqls:
         assert "udf." not in sql and "udf_" not in sql  # no helper the project would have to install
