@@ -46,13 +46,14 @@ class AggregatesConfig(dg.Config):
 
     probe_files: list[str] = []
 
-# keyed and grouped like the other telemetry tables (assets/telemetry.py)
+# an external asset like the other telemetry tables (assets/telemetry.py)
 main_pings = dg.AssetSpec(
     key=dg.AssetKey([PINGS_DATASET, PINGS_TABLE]),
-    group_name=PINGS_DATASET,
+    group_name="telemetry",  # beside the other telemetry tables the product reads
     kinds={warehouse_kind(), "table"},
     owners=OWNERS,
-    metadata={"local_files": f"<JETSTREAM_HOME>/warehouse/{PINGS_DATASET}/{PINGS_TABLE}/part-*.parquet"},
+    metadata={"dagster/table_name": f"moz-fx-data-shared-prod.{PINGS_DATASET}.{PINGS_TABLE}",
+              "local_files": f"<JETSTREAM_HOME>/warehouse/{PINGS_DATASET}/{PINGS_TABLE}/part-*.parquet"},
     description=(
         f"{PINGS_DATASET}.{PINGS_TABLE}: decoded main pings, one row each (submission_timestamp, sample_id, "
         "normalized_channel, metadata.uri app name/version/build id, and the ping document as JSON text in "
