@@ -4,7 +4,6 @@ rules (405 + Allow, 404 for missing parameters, blacklist, release metrics, cach
 
 from __future__ import annotations
 
-import collections
 import os
 import socket
 import subprocess
