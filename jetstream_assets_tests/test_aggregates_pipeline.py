@@ -26,6 +26,7 @@ from jetstream_assets.aggregates.probes import (
     enumerated_buckets,
     exponential_buckets,
     linear_buckets,
+    registry_paths,
 )
 from jetstream_assets.aggregates.store import AggregateStore, MetricQuery
 from jetstream_assets.assets.aggregates import (
@@ -62,12 +63,24 @@ def test_bucket_layouts():
             bad()
 
 
+def test_a_homes_registry_is_its_probes_folder_or_the_environments_files(tmp_path, monkeypatch):
+    monkeypatch.delenv("JETSTREAM_PROBES", raising=False)
+    assert len(ProbeRegistry.for_home(tmp_path)) == 0  # the product has no probes of its own
+    (tmp_path / "probes").mkdir()
+    (tmp_path / "probes" / "probes.json").write_text(PROBES_FILE.read_text())
+    assert registry_paths(tmp_path) == [tmp_path / "probes" / "probes.json"]
+    assert ProbeRegistry.for_home(tmp_path).layout("GC_MS") is not None
+    monkeypatch.setenv("JETSTREAM_PROBES", f"{PROBES_FILE}:{PROBES_FILE}")
+    assert registry_paths(tmp_path / "elsewhere") == [PROBES_FILE, PROBES_FILE]
+
+
 def test_the_registry_reads_probe_scraper_histograms_json_and_scalars_yaml(tmp_path):
     histograms = tmp_path / "Histograms.json"
     histograms.write_text(json.dumps({
         "GC_MS": {"kind": "exponential", "high": 10000, "n_buckets": 50, "description": "GC time"},
         "CHOICE": {"kind": "categorical", "labels": ["a", "b"], "n_values": 3, "description": ["two", "lines"]},
-        "FLAGGED": {"kind": "flag", "description": "a flag"},
+        "FLAGGED": {"kind": "flag", "description": "a flag", "low": None, "labels": None},
+        "LABELS": {"kind": "categorical", "labels": ["x", "y"]},
     }))
     scalars = tmp_path / "Scalars.yaml"
     scalars.write_text("browser.engagement:\n  total_uri_count:\n    kind: uint\n    description: URIs loaded\n")
@@ -77,6 +90,7 @@ def test_the_registry_reads_probe_scraper_histograms_json_and_scalars_yaml(tmp_p
     assert registry.layout("CHOICE").buckets == ("a", "b", "2", "3")
     assert registry.description("CHOICE") == "two lines"
     assert registry.layout("FLAGGED").kind == "flag"
+    assert len(registry.layout("LABELS").buckets) == 51  # Firefox's default of 50 values
     assert registry.description("SCALARS_BROWSER.ENGAGEMENT.TOTAL_URI_COUNT") == "URIs loaded"
     assert registry.description("SCALARS_NOT.DEFINED") == "Scalar not.defined (no definition in the probe registry)"
     assert registry.description("SIMPLE_MEASURES_UPTIME") == ""

@@ -36,6 +36,7 @@ HISTOGRAM_TYPES = {0: "exponential", 1: "linear", 2: "boolean", 3: "flag", 4: "c
 REGISTRY_ENV = "JETSTREAM_PROBES"
 MAX_BUCKETS = 10_000
 MAX_REGISTRY_BYTES = 200_000_000
+CATEGORICAL_DEFAULT_VALUES = 50  # Firefox's n_values of a categorical histogram that gives none
 
 
 class ProbeError(ValueError):
@@ -259,8 +260,11 @@ def _parse(path: Path, data: dict) -> list[Definition]:
 def _histogram(path: Path, name: str, spec: dict, description: str | None = None) -> Definition:
     try:
         kind = spec["kind"]
-        layout = histogram_layout(kind, int(spec.get("low", 1)), int(spec.get("high", 2)),
-                                  int(spec.get("n_buckets", 3)), spec.get("n_values") and int(spec["n_values"]),
+        n_values = spec.get("n_values")
+        if n_values is None and kind == "categorical":
+            n_values = CATEGORICAL_DEFAULT_VALUES
+        layout = histogram_layout(kind, int(spec.get("low") or 1), int(spec.get("high") or 2),
+                                  int(spec.get("n_buckets") or 3), int(n_values) if n_values else None,
                                   spec.get("labels") or ())
     except (KeyError, TypeError, ValueError) as e:
         raise ProbeError(f"{path}: histogram {name}: {e}") from e
