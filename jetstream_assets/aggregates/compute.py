@@ -24,6 +24,7 @@ import json
 import logging
 import re
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -103,16 +104,28 @@ def _rollup(keys: pd.DataFrame, counts: np.ndarray, sums: np.ndarray, matrix: np
             np.bincount(codes, weights=sums, minlength=n), rolled)
 
 
+def _carried(sample: str) -> tuple | None:
+    """(histogram_type, low, high, bucket_count) a ping's histogram (JSON text) carries."""
+    try:
+        histogram = json.loads(sample)
+        low, high = histogram.get("range") or (None, None)
+        carried = (histogram.get("histogram_type"), low, high, histogram.get("bucket_count"))
+    except (ValueError, TypeError, AttributeError):
+        return None
+    return carried if all(v is None or isinstance(v, int) for v in carried) else None
+
+
 def _layout(metric: str, groups: pd.DataFrame, registry: ProbeRegistry) -> Layout | None:
-    """The registry's layout, else the one most of the metric's histograms carried."""
+    """The registry's layout, else the one most of the metric's histograms (a sample of them) carried."""
     layout = registry.layout(metric)
     if layout is not None:
         return layout
-    carried = groups[["htype", "range_low", "range_high", "bucket_count"]].dropna(subset=["htype"])
-    if carried.empty:
-        return None
-    htype, low, high, count = carried.value_counts().index[0]
-    return fallback_layout(htype, low, high, count)
+    carried = [c for s in groups["sample"].dropna().head(100) if (c := _carried(s)) is not None]
+    for candidate, _ in Counter(carried).most_common():
+        layout = fallback_layout(*candidate)
+        if layout is not None:
+            return layout
+    return None
 
 
 def assemble(day: dt.date, result: pd.DataFrame, registry: ProbeRegistry) -> DayAggregates:

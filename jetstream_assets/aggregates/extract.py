@@ -161,21 +161,18 @@ def entries_sql(sections_ref: str) -> str:
         "CASE WHEN pages >= 0 AND STARTS_WITH(name, 'USE_COUNTER2_') AND ENDS_WITH(name, '_PAGE') THEN pages "
         "WHEN docs >= 0 AND STARTS_WITH(name, 'USE_COUNTER2_') AND ENDS_WITH(name, '_DOCUMENT') THEN docs END")
     null_int = "CAST(NULL AS INT64)"
-    value_tail = (f"{null_int} AS htype, {null_int} AS hsum, CAST(NULL AS STRING) AS hvalues, {null_int} AS bucket_count, "
-                  f"{null_int} AS range_low, {null_int} AS range_high, {null_int} AS destroyed, {null_int} AS used")
+    value_tail = (f"{null_int} AS htype, {null_int} AS hsum, CAST(NULL AS STRING) AS hist, "
+                  f"{null_int} AS destroyed, {null_int} AS used")
     return f"""
-SELECT {dims}, child, name AS metric, label, 'h' AS entry, CAST(NULL AS FLOAT64) AS value, htype, hsum, hvalues,
-  bucket_count, range_low, range_high, destroyed, used
+SELECT {dims}, child, name AS metric, label, 'h' AS entry, CAST(NULL AS FLOAT64) AS value, htype, hsum, hist,
+  destroyed, used
 FROM (
-  SELECT {dims}, child, name, label,
+  SELECT {dims}, child, name, label, hist,
     {_int('hist', '$.histogram_type')} AS htype,
     {_int('hist', '$.sum')} AS hsum,
-    {_q('hist', '$.values')} AS hvalues,
-    {_int('hist', '$.bucket_count')} AS bucket_count,
-    {_int('hist', '$.range[0]')} AS range_low,
-    {_int('hist', '$.range[1]')} AS range_high,
+    STARTS_WITH({_q('hist', '$.values')}, '{{') AS has_values,
     {use_counter} AS destroyed,
-    {_int('hist', '$.values."1"')} AS used
+    CASE WHEN ({use_counter}) IS NOT NULL THEN {_int('hist', '$.values."1"')} END AS used
   FROM (
     SELECT {dims}, child, h.key AS name, '' AS label, h.value AS hist,
       COALESCE({_int('histograms', '$.TOP_LEVEL_CONTENT_DOCUMENTS_DESTROYED.sum')}, -1) AS pages,
@@ -187,7 +184,7 @@ FROM (
     WHERE k.key NOT IN ({_in(IGNORED_KEYED_HISTOGRAMS)})
   )
 )
-WHERE htype IS NOT NULL AND hsum >= 0 AND STARTS_WITH(hvalues, '{{') AND (destroyed IS NULL OR used > 0)
+WHERE htype IS NOT NULL AND hsum >= 0 AND has_values AND (destroyed IS NULL OR used > 0)
 UNION ALL
 SELECT {dims}, child, metric, label, 'v' AS entry, value, {value_tail}
 FROM (
@@ -212,28 +209,26 @@ WHERE value >= 0 AND value < {MAX_VALUE}
 
 
 def aggregates_sql(entries_ref: str) -> str:
-    """Stage 4, BigQuery SQL: per group of GROUP_COLUMNS one 'group' row (count, sum, and what its histograms
-    say of their layout) and per non-empty bucket one 'cell' row (bucket key or value, n). A count histogram
+    """Stage 4, BigQuery SQL: per group of GROUP_COLUMNS one 'group' row (count, sum, and one of its
+    histograms as `sample`, for its layout) and per non-empty bucket one 'cell' row (bucket key or value, n). A count histogram
     (type 4) counts as one value, its sum, under `[[COUNT]]_<NAME>`."""
     group = ", ".join(GROUP_COLUMNS)
     named = (f"SELECT {', '.join(PING_DIMENSIONS)}, "
              f"IF(htype = 4, CONCAT({_text('[[COUNT]]_')}, metric), metric) AS metric, label, child, "
              f"(entry = 'v' OR htype = 4) AS valued, IF(entry = 'v', value, CAST(hsum AS FLOAT64)) AS total, "
-             f"htype, hvalues, bucket_count, range_low, range_high, destroyed, used FROM `{entries_ref}`")
+             f"hist, destroyed, used FROM `{entries_ref}`")
     return f"""
 WITH entries AS ({named})
 SELECT 'group' AS row_kind, {group}, COUNT(*) AS n_entries, SUM(total) AS total,
-  MAX(IF(valued, NULL, htype)) AS htype, MAX(bucket_count) AS bucket_count, MAX(range_low) AS range_low,
-  MAX(range_high) AS range_high, CAST(NULL AS FLOAT64) AS bucket, CAST(NULL AS INT64) AS n
+  MAX(IF(valued, NULL, hist)) AS sample, CAST(NULL AS FLOAT64) AS bucket, CAST(NULL AS INT64) AS n
 FROM entries GROUP BY {group}
 UNION ALL
 SELECT 'cell' AS row_kind, {group}, CAST(NULL AS INT64) AS n_entries, CAST(NULL AS FLOAT64) AS total,
-  CAST(NULL AS INT64) AS htype, CAST(NULL AS INT64) AS bucket_count, CAST(NULL AS INT64) AS range_low,
-  CAST(NULL AS INT64) AS range_high, bucket, n
+  CAST(NULL AS STRING) AS sample, bucket, n
 FROM (
   SELECT {group}, CAST(SAFE_CAST(v.key AS INT64) AS FLOAT64) AS bucket,
     SUM(IF(REGEXP_CONTAINS(v.value, r'^[0-9]{{1,18}}$'), SAFE_CAST(v.value AS INT64), 0)) AS n
-  FROM entries, UNNEST(udf.json_entries(hvalues)) AS v
+  FROM entries, UNNEST(udf.json_entries({_q('hist', '$.values')})) AS v
   WHERE NOT valued AND REGEXP_CONTAINS(v.key, r'^-?[0-9]{{1,10}}$') AND NOT (destroyed IS NOT NULL AND v.key = '0')
   GROUP BY {group}, bucket
   UNION ALL

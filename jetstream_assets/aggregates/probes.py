@@ -139,21 +139,15 @@ def histogram_layout(kind: str, low: int = 1, high: int = 2, n_buckets: int = 3,
 
 def fallback_layout(histogram_type, low, high, bucket_count) -> Layout | None:
     """A histogram's layout from what it carries in the ping, or None when that is not enough."""
-    kind = HISTOGRAM_TYPES.get(None if histogram_type is None or pd_isna(histogram_type) else int(histogram_type))
-    if kind is None:
-        return None
     try:
+        kind = HISTOGRAM_TYPES.get(int(histogram_type))
         if kind == "categorical":
             return histogram_layout("categorical", n_buckets=int(bucket_count))
         if kind in ("exponential", "linear"):
             return histogram_layout(kind, int(low), int(high), int(bucket_count))
-        return histogram_layout(kind)
+        return histogram_layout(kind) if kind else None
     except (ProbeError, TypeError, ValueError, OverflowError):
         return None
-
-
-def pd_isna(value) -> bool:
-    return isinstance(value, float) and math.isnan(value)
 
 
 @dataclass(frozen=True)
