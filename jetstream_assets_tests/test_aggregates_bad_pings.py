@@ -9,6 +9,7 @@ import datetime as dt
 import json
 import logging
 
+import pandas as pd
 import pytest
 
 from jetstream_assets.aggregates.compute import aggregate_day
@@ -132,6 +133,14 @@ def test_cli_on_an_empty_home(tmp_path, capsys):
     assert "2026-10-20: ok" in capsys.readouterr().out
     tables = sorted(p.name for p in (home / "warehouse" / "telemetry_aggregates").iterdir())
     assert tables == ["build_id_20261020.parquet", "submission_date_20261020.parquet"]
+    assert main(["aggregates", "load-pings", str(path), "--home", str(home)]) == 0
+    assert "30 pings loaded" in capsys.readouterr().out
+    assert main(["aggregates", "run", "--date", "20261020", "--home", str(home)]) == 0
+    twice = pd.read_parquet(home / "warehouse" / "telemetry_aggregates" / "submission_date_20261020.parquet")
+    assert main(["aggregates", "load-pings", str(path), "--replace", "--home", str(home)]) == 0
+    assert main(["aggregates", "run", "--date", "20261020", "--home", str(home)]) == 0
+    once = pd.read_parquet(home / "warehouse" / "telemetry_aggregates" / "submission_date_20261020.parquet")
+    assert twice["count"].sum() == 2 * once["count"].sum()  # appended twice; replaced
     assert main(["aggregates", "run", "--date", "20001020", "--home", str(home)]) == 2
     assert "outside the aggregates partitions" in capsys.readouterr().err
 

@@ -26,6 +26,8 @@ def _load(args: argparse.Namespace) -> int:
     home = home_dir(args.home)
     home.mkdir(parents=True, exist_ok=True)
     with _warehouse(home) as resources:
+        if args.replace:
+            resources.warehouse.delete_tables([PINGS_TABLE], dataset=PINGS_DATASET)
         report = load_pings(resources.warehouse, args.file)
         where = resources.warehouse.table_ref(PINGS_TABLE, PINGS_DATASET)
     for line in report.lines():
@@ -100,6 +102,8 @@ def add_parser(sub) -> None:
     commands = group.add_subparsers(dest="aggregates_command", required=True)
     load = commands.add_parser("load-pings", help="Load decoded main pings (one JSON document per line).")
     load.add_argument("file", metavar="FILE.jsonl")
+    load.add_argument("--replace", action="store_true",
+                      help="Empty the ping table first (by default pings are appended: a file loaded twice counts twice).")
     load.add_argument("--home", default=None, help=f"Folder for everything (default {DEFAULT_HOME}).")
     load.set_defaults(func=_load)
     run = commands.add_parser("run", help="Materialize the aggregates of submission dates through Dagster.")
