@@ -221,6 +221,9 @@ def test_channels_dates_and_filters(client, home):
             assert set(filters["architecture"]) == {"x86", "x86-64"}
             assert set(filters["child"]) == {"parent", "content", "gpu"}
             assert set(filters["os"]) == {"Windows_NT,6.1", "Windows_NT,3.1.12", "Linux,3.1", "Linux,6.1"}
+            for pair in filters["os"]:  # a listed pair filters as it reads: os and osVersion
+                reply = body(client, "submission_date", channel, version, "GC_MAX_PAUSE_MS_2", os=pair)
+                assert [row["count"] for row in reply["data"]] == [HISTOGRAMS // 4] * 2
 
 
 def test_release_metrics_need_to_be_public(home):

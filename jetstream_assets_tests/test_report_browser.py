@@ -25,9 +25,10 @@ import dagster as dg
 import pytest
 import requests
 
-from jetstream_assets.aggregates.pings import write_demo_pings
+from jetstream_assets.aggregates.probes import registry_paths
 from jetstream_assets.aggregates.rules import Rules
 from jetstream_assets.assets.aggregates import materialize_aggregates
+from jetstream_assets.demo.pings import write_demo_pings
 from jetstream_assets.definitions import build_definitions
 from jetstream_assets.demo.experiments import expected_uplift
 from jetstream_assets.exports.report.format import PERIODS, num
@@ -74,10 +75,10 @@ def demo_home(tmp_path_factory):
                 dates = _closing_dates(record)[:DATES_KEPT.get(slug)]
                 summary = run_experiment(instance, defs, slug, dates)
                 assert summary.success, summary.errors
-            pings = write_demo_pings(home, TODAY, days=PING_DAYS, pings_per_day=1_000)
             warehouse = build_resources(home)["warehouse"]
-            materialize_aggregates([pings["start"] + dt.timedelta(days=n) for n in range(PING_DAYS)], warehouse,
-                                   instance=instance, quiet=True)
+            first, _, _ = write_demo_pings(home, warehouse, TODAY, days=PING_DAYS, pings_per_day=1_000)
+            materialize_aggregates([first + dt.timedelta(days=n) for n in range(PING_DAYS)], warehouse,
+                                   instance=instance, quiet=True, probe_files=registry_paths(home))
             yield home, experiments, warehouse
 
 

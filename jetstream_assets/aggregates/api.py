@@ -158,6 +158,9 @@ class AggregatesApi:
         for name in ("application", "architecture", "os", "osVersion", "label", "child"):
             if name in values:
                 value = check_child(values[name]) if name == "child" else values[name]
+                if name == "os" and "," in value:  # the "name,version" pairs /filters/ lists
+                    value, os_version = value.split(",", 1)
+                    filters.append(("osVersion", os_version))
                 filters.append((name, value))
         channel = check_value("channel", request.path_params["channel"])
         if not self.rules.allowed(channel, metric) or metric in IGNORED_METRICS:
