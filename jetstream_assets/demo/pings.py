@@ -18,6 +18,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -62,7 +63,7 @@ class DemoProbe:
     def scalar(self) -> bool:
         return self.kind in ("uint", "bool")
 
-    @property
+    @cached_property
     def buckets(self) -> list[int]:
         if self.kind == "exponential":
             return exponential_buckets(self.low, self.high, self.n_buckets)
@@ -86,12 +87,16 @@ class DemoProbe:
             values = rng.choice(len(p), size=samples, p=p / p.sum())
         else:
             values = (rng.random(samples) < sim["p"]).astype(np.int64)
-        bounds = np.asarray(self.buckets)
+        bounds = self._bounds
         index = np.clip(np.searchsorted(bounds, values, side="right") - 1, 0, len(bounds) - 1)
         counts = np.bincount(index, minlength=len(bounds))
         low, high = (1, self.n_buckets) if self.kind == "enumerated" else (self.low, self.high)
         return {"bucket_count": len(bounds), "histogram_type": HISTOGRAM_TYPE[self.kind], "range": [low, high],
                 "sum": int(values.sum()), "values": {str(int(bounds[i])): int(counts[i]) for i in np.flatnonzero(counts)}}
+
+    @cached_property
+    def _bounds(self) -> np.ndarray:
+        return np.asarray(self.buckets)
 
     def scalar_value(self, rng: np.random.Generator):
         if self.kind == "bool":
