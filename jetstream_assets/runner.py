@@ -1,48 +1,67 @@
 """Materialize an experiment's cells through Dagster, recorded in a persistent instance: what the CLI's
 `run` and the demo call. One experiment's dates are one run (a single-run backfill), like Jetstream's
-`rerun`, not one process per date."""
+`rerun`, not one process per date.
+
+The run executes in the caller's process, with the tags every launch path gives (`reruns.run_tags`), once the
+instance's run queue would let it start (`instance.wait_for_turn`: one run per experiment at a time). Only an
+experiment Experimenter knows (or one the instance already has) gets a partition: a typo is refused with the
+nearest known slugs. While it works, `progress` hears which step runs and how many cells are done.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import os
+import re
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import dagster as dg
+from dagster._core.definitions.job_base import InMemoryJob
+from dagster._core.events import DagsterEventType
+from dagster._core.execution.api import create_execution_plan, execute_run_iterator
+from dagster._core.storage.dagster_run import DagsterRun
 
-from jetstream_assets.experimenter.models import validate_slug
+from jetstream_assets.experimenter.models import ExperimenterRecordError, validate_slug
+from jetstream_assets.instance import blocking_runs, host_tags, prepare_instance, wait_for_turn
 from jetstream_assets.partitions import EXPERIMENTS
 from jetstream_assets.reruns import first_grid_date, run_tags
 
-DAGSTER_YAML = """\
-# Written by jetstream-assets: a persistent local instance for the demo and the UI.
-run_coordinator:
-  module: dagster._core.run_coordinator
-  class: QueuedRunCoordinator
-  config:
-    max_concurrent_runs: 2   # 2 cores
-    tag_concurrency_limits:  # one run per experiment at a time: a rerun never races a daily run
-      - key: "jetstream/experiment"
-        value:
-          applyLimitPerUniqueValue: true
-        limit: 1
-telemetry:
-  enabled: false
-"""
+__all__ = ["RunProgress", "RunSummary", "UnknownExperimentError", "prepare_instance", "run_experiment"]
+
+JOB = "analysis"
 
 
-def prepare_instance(home: Path) -> dg.DagsterInstance:
-    """The persistent Dagster instance under <home>/dagster (created with a 2-run queue)."""
-    dagster_home = home / "dagster"
-    dagster_home.mkdir(parents=True, exist_ok=True)
-    config = dagster_home / "dagster.yaml"
-    if not config.exists():
-        config.write_text(DAGSTER_YAML)
-    os.environ["DAGSTER_HOME"] = str(dagster_home)
-    os.environ["JETSTREAM_HOME"] = str(home)
-    return dg.DagsterInstance.get()
+class UnknownExperimentError(ValueError):
+    """A slug neither Experimenter nor the instance knows: refused, so a typo never becomes a partition."""
+
+    def __init__(self, slug: str, known: list[str], source: str):
+        self.slug = slug
+        self.suggestions = difflib.get_close_matches(slug, known, n=3, cutoff=0.6)
+        hint = f" Did you mean {' or '.join(self.suggestions)}?" if self.suggestions else ""
+        super().__init__(
+            f"Experiment {slug!r} is not in the Experimenter source ({source}) and has never been analysed "
+            f"here.{hint} Check the slug; nothing was run."
+        )
+
+
+def check_known(instance: dg.DagsterInstance, experimenter, slug: str) -> None:
+    """Refuse a slug Experimenter does not know, unless the instance already has it (an experiment that left
+    Experimenter keeps its results and can be rerun)."""
+    if instance.has_dynamic_partition(EXPERIMENTS.name, slug):
+        return
+    try:
+        if experimenter.get(slug) is not None:
+            return
+    except ExperimenterRecordError:
+        return  # Experimenter has the record; its cells report what is wrong with it
+    snapshot = experimenter.fetch()
+    known = {e.slug for e in snapshot.experiments} | {e.slug for e in snapshot.errors if e.slug}
+    known |= set(instance.get_dynamic_partitions(EXPERIMENTS.name))
+    raise UnknownExperimentError(slug, sorted(known), experimenter.url or str(experimenter.path))
 
 
 @dataclass
@@ -56,6 +75,98 @@ class RunSummary:
     errors: list[str] = field(default_factory=list)
 
 
+@dataclass
+class RunProgress:
+    """How far a run is: cells (asset x partition) done of those planned, the step at work."""
+
+    run_id: str
+    cells_done: int = 0
+    cells_total: int = 0
+    step: str | None = None
+    steps_done: int = 0
+    waiting_for: list[str] = field(default_factory=list)  # runs of the same experiment ahead of this one
+
+
+# What a cell's step logs when the cell is done: "<asset> <date>|<slug>: <status> ..." (assets/cells.py).
+CELL_DONE = re.compile(r"^(?P<asset>[\w/]+) (?P<key>\d{4}-\d{2}-\d{2}\|\S+): (?P<status>[\w-]+)")
+
+
+class RunFollower(threading.Thread):
+    """Follows a run's events in the instance and reports its progress on every change."""
+
+    def __init__(self, instance: dg.DagsterInstance, run_id: str, report: Callable[[RunProgress], None],
+                 poll_seconds: float = 0.5):
+        super().__init__(daemon=True, name=f"follow-{run_id[:8]}")
+        self.instance, self.report, self.poll_seconds = instance, report, poll_seconds
+        self.progress = RunProgress(run_id)
+        self._planned: set[tuple[str, str]] = set()
+        self._done: set[tuple[str, str]] = set()
+        self._cursor: str | None = None
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        while not self._halt.is_set():
+            self.poll()
+            self._halt.wait(self.poll_seconds)
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join()
+        self.poll()
+
+    def poll(self) -> None:
+        try:
+            connection = self.instance.get_records_for_run(self.progress.run_id, cursor=self._cursor, limit=1000)
+        except Exception:  # noqa: BLE001 - progress is best effort; the run's result is what counts
+            return
+        if not connection.records:
+            return
+        self._cursor = connection.cursor
+        for record in connection.records:
+            self._see(record.event_log_entry)
+        p = self.progress
+        p.cells_total, p.cells_done = len(self._planned), len(self._done & self._planned) or len(self._done)
+        self.report(p)
+
+    def _see(self, entry) -> None:
+        event = entry.dagster_event
+        if event is None:
+            match = CELL_DONE.match(entry.user_message or "")
+            if match:
+                self._done.add((match["asset"], match["key"]))
+            return
+        if event.event_type == DagsterEventType.ASSET_MATERIALIZATION_PLANNED:
+            data = event.event_specific_data
+            self._planned.add((data.asset_key.to_user_string(), str(data.partition)))
+        elif event.event_type == DagsterEventType.ASSET_MATERIALIZATION:
+            m = event.event_specific_data.materialization
+            self._done.add((m.asset_key.to_user_string(), str(m.partition)))
+        elif event.event_type == DagsterEventType.STEP_START:
+            self.progress.step = event.step_key
+        elif event.event_type in (DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE):
+            self.progress.steps_done += 1
+            self.progress.step = None
+
+
+def _claim_run(instance: dg.DagsterInstance, job: dg.JobDefinition, tags: dict[str, str], run_config: dict,
+               progress: Callable[[RunProgress], None] | None) -> DagsterRun:
+    """Create the run once the queue's rule lets it start; if another caller claimed the same slot in the same
+    moment, the older claim goes first and this one waits again."""
+
+    def on_wait(blocking: list[DagsterRun]) -> None:
+        if progress is not None:
+            progress(RunProgress("", waiting_for=[f"{r.run_id[:8]} ({r.status.value})" for r in blocking]))
+
+    plan = create_execution_plan(InMemoryJob(job), run_config=run_config,
+                                 instance_ref=instance.get_ref() if instance.is_persistent else None)
+    while True:
+        wait_for_turn(instance, tags, on_wait)
+        run = instance.create_run_for_job(job_def=job, run_config=run_config, tags=tags, execution_plan=plan)
+        if not blocking_runs(instance, tags, run.run_id):
+            return run
+        instance.delete_run(run.run_id)
+
+
 def run_experiment(
     instance: dg.DagsterInstance,
     defs: dg.Definitions,
@@ -64,6 +175,7 @@ def run_experiment(
     tags: dict[str, str] | None = None,
     full: bool = False,
     reason: str | None = None,
+    progress: Callable[[RunProgress], None] | None = None,
 ) -> RunSummary:
     """Materialize every analysis asset of `slug` over `dates` (consecutive) in one Dagster run; `full`
     marks a whole-experiment rerun (stale windows are removed first)."""
@@ -77,28 +189,40 @@ def run_experiment(
             f"{slug}: analysis date {dates[0]} is before the first date of the partition grid "
             f"({first_available}); set JETSTREAM_START_DATE to an earlier date."
         )
+    check_known(instance, defs.resources["experimenter"], slug)
     if not instance.has_dynamic_partition(EXPERIMENTS.name, slug):
         instance.add_dynamic_partitions(EXPERIMENTS.name, [slug])
-    all_tags = {**run_tags(slug, dates, full=full, reason=reason), **(tags or {})}
-    started = time.monotonic()
+    all_tags = {**run_tags(slug, dates, full=full, reason=reason), **host_tags(), **(tags or {})}
     log_level = os.environ.get("JETSTREAM_LOG_LEVEL", "WARNING")
-    result = defs.resolve_job_def("analysis").execute_in_process(
-        instance=instance,
-        tags=all_tags,
-        raise_on_error=False,
-        run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
-    )
-    summary = RunSummary(slug, dates, result.success, time.monotonic() - started, result.run_id)
-    for event in result.get_asset_materialization_events():
-        materialization = event.event_specific_data.materialization
-        status = materialization.metadata.get("status")
-        status = status.value if status is not None else "computed"
-        per_asset = summary.statuses.setdefault(materialization.asset_key.to_user_string(), {})
-        per_asset[status] = per_asset.get(status, 0) + 1
-        reason = materialization.metadata.get("reason")
-        if status == "error" and reason is not None:
-            summary.errors.append(f"{materialization.partition}: {reason.value}")
-    for event in result.all_events:
-        if event.is_step_failure:
+    run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
+    job = defs.resolve_job_def(JOB).as_ephemeral_job(resource_defs={}, input_values={})
+    started = time.monotonic()
+    run = _claim_run(instance, job, all_tags, run_config, progress)
+    follower = RunFollower(instance, run.run_id, progress) if progress is not None else None
+    if follower is not None:
+        follower.start()
+    try:
+        events = list(execute_run_iterator(InMemoryJob(job), run, instance))
+    finally:
+        if follower is not None:
+            follower.stop()
+    final = instance.get_run_by_id(run.run_id)
+    success = final is not None and final.status == dg.DagsterRunStatus.SUCCESS
+    return summarize(slug, dates, success, time.monotonic() - started, run.run_id, events)
+
+
+def summarize(slug: str, dates: list[dt.date], success: bool, seconds: float, run_id: str, events) -> RunSummary:
+    summary = RunSummary(slug, dates, success, seconds, run_id)
+    for event in events:
+        if event.event_type == DagsterEventType.ASSET_MATERIALIZATION:
+            materialization = event.event_specific_data.materialization
+            status = materialization.metadata.get("status")
+            status = status.value if status is not None else "computed"
+            per_asset = summary.statuses.setdefault(materialization.asset_key.to_user_string(), {})
+            per_asset[status] = per_asset.get(status, 0) + 1
+            reason = materialization.metadata.get("reason")
+            if status == "error" and reason is not None:
+                summary.errors.append(f"{materialization.partition}: {reason.value}")
+        elif event.is_step_failure:
             summary.errors.append(f"step {event.step_key} failed: {event.event_specific_data.error.message}")
     return summary
