@@ -1,44 +1,135 @@
-"""jetstream-assets: the demo, Jetstream's `run`/`rerun` for one experiment, config validation and ad-hoc
-statistics."""
+"""jetstream-assets: the demo, Jetstream's `run`/`rerun` for one experiment, config validation, ad-hoc
+statistics and the aggregates API."""
 
 from __future__ import annotations
 
+# Start-up stays light (`--help` answers at once): dagster, pandas, mozanalysis and the package's engines are
+# imported inside the subcommand that needs them.
 import argparse
 import datetime as dt
+import importlib
+import os
 import sys
+import textwrap
+import time
+import traceback
 
-from jetstream_assets.resources import DEFAULT_HOME, home_dir
+from jetstream_assets.home import DEFAULT_HOME, home_dir
+
+HOME_HELP = f"Folder for everything (default $JETSTREAM_HOME or {DEFAULT_HOME})."
+
+
+class CliError(Exception):
+    """Bad input the user can fix: printed as one paragraph, exit 2."""
+
+
+# --- run ----------------------------------------------------------------------------------------------------
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date YYYY-MM-DD ({e})") from None
+
+
+def _today() -> dt.date:
+    pinned = os.environ.get("JETSTREAM_TODAY")  # as assets.cells.today()
+    return dt.date.fromisoformat(pinned) if pinned else dt.date.today()
+
+
+def existing_home(arg: str | None) -> os.PathLike:
+    home = home_dir(arg)
+    if not home.is_dir():
+        raise CliError(
+            f"The home {home} does not exist. Create one with `jetstream-assets demo --home {home}`, "
+            "or pass --home (or set JETSTREAM_HOME) to an existing home."
+        )
+    return home
 
 
 def _run(args: argparse.Namespace) -> int:
+    home = existing_home(args.home)
     from jetstream_assets.analysis import Planner
-    from jetstream_assets.assets.cells import today
     from jetstream_assets.definitions import build_definitions
-    from jetstream_assets.resources import build_resources
-    from jetstream_assets.runner import prepare_instance, run_experiment
+    from jetstream_assets.runner import check_known, prepare_instance, run_experiment
 
-    home = home_dir(args.home)
     instance = prepare_instance(home)
-    resources = build_resources(home)
+    defs = build_definitions(home)
+    resources = defs.resources
+    from jetstream_assets.experimenter.resource import ExperimenterUnavailableError
+
+    try:
+        check_known(instance, resources["experimenter"], args.experiment)
+    except ExperimenterUnavailableError as e:
+        raise CliError(str(e)) from e
+    today = _today()
     if args.date:
-        dates = [dt.date.fromisoformat(args.date)]
+        if args.date > today:
+            print(f"warning: --date {args.date} is after today ({today}): its telemetry is not complete yet, so "
+                  "its results will change once it is.", file=sys.stderr)
+        dates = [args.date]
     else:
-        planner = Planner(resources["experimenter"], resources["metric_hub"], today())
+        planner = Planner(resources["experimenter"], resources["metric_hub"], today)
         experiment = planner.experiment(args.experiment)
         if experiment is None:
-            print(f"error: experiment {args.experiment!r} is not in the Experimenter source "
-                  f"({resources['experimenter'].url or resources['experimenter'].path}).", file=sys.stderr)
-            return 2
+            raise CliError(f"Experiment {args.experiment} is no longer in the Experimenter source, so its dates "
+                           "are unknown; run single dates with --date.")
         dates = planner.rerun_dates(experiment)
         if not dates:
-            print(f"error: {args.experiment} has no start date yet; nothing to run.", file=sys.stderr)
-            return 2
+            raise CliError(f"{args.experiment} has no start date yet; nothing to run.")
+    printer = ProgressPrinter(args.experiment)
     summary = run_experiment(
-        instance, build_definitions(home), args.experiment, dates,
+        instance, defs, args.experiment, dates,
         full=not args.date, reason=None if args.date else "manual rerun (jetstream-assets run --all-dates)",
+        progress=printer, log_level=None if args.debug else "CRITICAL",  # failures are in the summary
     )
+    printer.done()
     print(format_summary(summary))
     return 0 if summary.success else 1
+
+
+class ProgressPrinter:
+    """Prints a run's progress to stderr: a line when a step starts and every few seconds while it works
+    (one line rewritten in place on a terminal)."""
+
+    def __init__(self, label: str, stream=None, every_seconds: float = 5.0, indent: str = "  "):
+        self.label, self.stream, self.every, self.indent = label, stream or sys.stderr, every_seconds, indent
+        self.started = time.monotonic()
+        self._last: tuple = ()
+        self._printed_at = 0.0
+        self._waiting: list[str] = []
+
+    def __call__(self, progress) -> None:
+        if progress.waiting_for:
+            if progress.waiting_for != self._waiting:
+                self._waiting = progress.waiting_for
+                self._emit(f"waiting for {', '.join(progress.waiting_for)} of {self.label} to finish "
+                           "(one run per experiment at a time)", force=True)
+            return
+        if not progress.cells_total:
+            return
+        step = progress.step or ("starting" if not progress.steps_done else "finishing")
+        line = (f"{self.label}: {progress.cells_done}/{progress.cells_total} cells done, "
+                f"step {step} ({progress.steps_done}/{progress.steps_total} steps done), "
+                f"{time.monotonic() - self.started:.0f}s")
+        key = (step, progress.cells_done == progress.cells_total)
+        now = time.monotonic()
+        if key != self._last or now - self._printed_at >= self.every:
+            self._last = key
+            self._emit(line)
+
+    def _emit(self, line: str, force: bool = False) -> None:
+        self._printed_at = time.monotonic()
+        if self.stream.isatty() and not force:
+            self.stream.write(f"\r\033[K{self.indent}{line}")
+        else:
+            self.stream.write(f"{self.indent}{line}\n")
+        self.stream.flush()
+
+    def done(self) -> None:
+        if self.stream.isatty():
+            self.stream.write("\n")
 
 
 def format_summary(summary) -> str:
@@ -54,16 +145,53 @@ def format_summary(summary) -> str:
     return "\n".join(lines)
 
 
+def add_run(sub) -> None:
+    run = sub.add_parser("run", parents=[common()], help="Materialize one experiment's cells through Dagster "
+                         "(run / rerun), showing progress.")
+    run.add_argument("--experiment", required=True, help="Experiment slug (one Experimenter knows).")
+    when = run.add_mutually_exclusive_group(required=True)
+    when.add_argument("--date", type=_date, help="One analysis date (YYYY-MM-DD).")
+    when.add_argument("--all-dates", action="store_true",
+                      help="Every date from the start to min(end + 1 day, yesterday): a rerun.")
+    run.add_argument("--home", default=None, help=HOME_HELP)
+    run.set_defaults(func=_run)
+
+
+# --- the other subcommands ------------------------------------------------------------------------------------
+
+
+def add_demo(sub) -> None:
+    demo = sub.add_parser("demo", parents=[common()],
+                          help="Generate the demo world and analyse every demo experiment.")
+    demo.add_argument("--home", default=None, help=HOME_HELP)
+    demo.add_argument("--clients", type=int, default=100_000, help="Synthetic clients (up to 1,000,000).")
+    demo.set_defaults(func=_demo)
+
+
 def _demo(args: argparse.Namespace) -> int:
     from jetstream_assets.demo.run import run_demo
 
     return run_demo(home_dir(args.home), clients=args.clients)
 
 
-def _statistics(args: argparse.Namespace) -> int:
-    from jetstream_assets.statistics.cli import run
-
-    return run(args)
+def add_validate_config(sub) -> None:
+    check = sub.add_parser(
+        "validate-config", parents=[common()],
+        help="Validate metric-hub config files: parse, resolve, build and dry-run their SQL "
+             "(exit 1 on problems).",
+    )
+    check.add_argument("paths", nargs="+", metavar="PATH",
+                       help="Experiment configs, outcomes, defaults or definitions (TOML) of a metric-hub.")
+    check.add_argument("--platform", default=None,
+                       help="App of experiment configs (default: inferred from their slug and references).")
+    check.add_argument("--metric-hub", default=None,
+                       help="metric-hub checkout to resolve against (default: the one each file lives in).")
+    check.add_argument("--synthetic", action="store_true",
+                       help="Dry-run on empty tables derived from the SQL instead of the warehouse's data "
+                            "(checks syntax, functions and types, not column names).")
+    check.add_argument("--home", default=None,
+                       help=f"Folder whose warehouse runs the dry runs (default {DEFAULT_HOME}).")
+    check.set_defaults(func=_validate_config)
 
 
 def _validate_config(args: argparse.Namespace) -> int:
@@ -83,6 +211,25 @@ def _validate_config(args: argparse.Namespace) -> int:
     return 0 if all(r.valid for r in reports) else 1
 
 
+def add_statistics(sub) -> None:
+    stats = sub.add_parser("statistics", parents=[common()], help="One statistic on a per-client Parquet file.")
+    stats.set_defaults(func=_statistics, arguments="jetstream_assets.statistics.cli:add_arguments")
+
+
+def _statistics(args: argparse.Namespace) -> int:
+    from jetstream_assets.statistics.cli import run
+
+    return run(args)
+
+
+def add_serve(sub) -> None:
+    srv = sub.add_parser("serve", parents=[common()],
+                         help="Serve the telemetry aggregates HTTP API (mozaggregator's) on 127.0.0.1.")
+    srv.add_argument("--home", default=None, help=HOME_HELP)
+    srv.add_argument("--port", type=int, default=8000, help="Port (default 8000).")
+    srv.set_defaults(func=_serve)
+
+
 def _serve(args: argparse.Namespace) -> int:
     from jetstream_assets.aggregates.api import serve
 
@@ -90,64 +237,56 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+# --- the parser and the error handling -----------------------------------------------------------------------
+
+# One function per subcommand, each adding its parser (and `func`) to the subparsers.
+SUBCOMMANDS = [add_demo, add_run, add_validate_config, add_statistics, add_serve]
+
+
+def common() -> argparse.ArgumentParser:
+    """Options every subcommand takes."""
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument("--debug", action="store_true", help="On an error, show its traceback.")
+    return parent
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="jetstream-assets", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    demo = sub.add_parser("demo", help="Generate the demo world and analyse every demo experiment.")
-    demo.add_argument("--home", default=None, help=f"Folder for everything (default {DEFAULT_HOME}).")
-    demo.add_argument("--clients", type=int, default=100_000, help="Synthetic clients (up to 1,000,000).")
-    demo.set_defaults(func=_demo)
-
-    run = sub.add_parser("run", help="Materialize one experiment's cells through Dagster (run / rerun).")
-    run.add_argument("--experiment", required=True, help="Experiment slug.")
-    when = run.add_mutually_exclusive_group(required=True)
-    when.add_argument("--date", help="One analysis date (YYYY-MM-DD).")
-    when.add_argument("--all-dates", action="store_true",
-                      help="Every date from the start to min(end + 1 day, yesterday): a rerun.")
-    run.add_argument("--home", default=None, help=f"Folder for everything (default {DEFAULT_HOME}).")
-    run.set_defaults(func=_run)
-
-    check = sub.add_parser(
-        "validate-config",
-        help="Validate metric-hub config files: parse, resolve, build and dry-run their SQL "
-             "(exit 1 on problems).",
-    )
-    check.add_argument("paths", nargs="+", metavar="PATH",
-                       help="Experiment configs, outcomes, defaults or definitions (TOML) of a metric-hub.")
-    check.add_argument("--platform", default=None,
-                       help="App of experiment configs (default: inferred from their slug and references).")
-    check.add_argument("--metric-hub", default=None,
-                       help="metric-hub checkout to resolve against (default: the one each file lives in).")
-    check.add_argument("--synthetic", action="store_true",
-                       help="Dry-run on empty tables derived from the SQL instead of the warehouse's data "
-                            "(checks syntax, functions and types, not column names).")
-    check.add_argument("--home", default=None,
-                       help=f"Folder whose warehouse runs the dry runs (default {DEFAULT_HOME}).")
-    check.set_defaults(func=_validate_config)
-
-    from jetstream_assets.statistics.cli import add_arguments
-
-    stats = sub.add_parser("statistics", help="One statistic on a per-client Parquet file.")
-    add_arguments(stats)
-    stats.set_defaults(func=_statistics)
-    srv = sub.add_parser("serve", help="Serve the telemetry aggregates HTTP API (mozaggregator's) on 127.0.0.1.")
-    srv.add_argument("--home", default=None, help=f"Folder for everything (default {DEFAULT_HOME}).")
-    srv.add_argument("--port", type=int, default=8000, help="Port (default 8000).")
-    srv.set_defaults(func=_serve)
-    from jetstream_assets.aggregates.cli import add_parser as add_aggregates_parser
-
-    add_aggregates_parser(sub)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in SUBCOMMANDS:
+        add(sub)
+    # A subcommand whose arguments need heavy imports adds them only when it is the one chosen.
+    args = sys.argv[1:] if argv is None else argv
+    chosen = next((a for a in args if not a.startswith("-")), None)
+    if chosen in sub.choices:
+        lazy = sub.choices[chosen].get_default("arguments")
+        if lazy:
+            module, _, name = lazy.partition(":")
+            getattr(importlib.import_module(module), name)(sub.choices[chosen])
     return parser
 
 
+def paragraph(error: BaseException) -> str:
+    """An error as one paragraph: its message with the lines joined, wrapped for a terminal."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    return textwrap.fill(f"error: {text}", width=100, subsequent_indent="  ")
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser(argv).parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, OSError) as e:  # bad input: say what and where, no traceback
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001 - every error ends as one paragraph; --debug shows the traceback
+        bad_input = isinstance(e, (CliError, ValueError, OSError))
+        if args.debug:
+            traceback.print_exc()
+        elif not bad_input:
+            e = type(e)(f"{type(e).__name__}: {e} (run again with --debug for the traceback)")
+        print(paragraph(e), file=sys.stderr)
+        return 2 if bad_input else 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -25,10 +25,9 @@ import dagster as dg
 from jetstream_assets.config.metric_hub import MetricHub
 from jetstream_assets.experimenter.resource import Experimenter
 from jetstream_assets.exports.store import ExportStore, LocalExportStore
+from jetstream_assets.home import DEFAULT_HOME, home_dir  # noqa: F401 - re-exported
 from jetstream_assets.warehouse.base import Warehouse
 from jetstream_assets.warehouse.local import LocalWarehouse
-
-DEFAULT_HOME = ".jetstream_home"
 
 BIGQUERY_PROJECT = "JETSTREAM_BIGQUERY_PROJECT"
 BIGQUERY_DATASET = "JETSTREAM_BIGQUERY_DATASET"
@@ -37,10 +36,6 @@ BIGQUERY_LOCATION = "JETSTREAM_BIGQUERY_LOCATION"
 GCS_BUCKET = "JETSTREAM_GCS_BUCKET"
 GCS_PREFIX = "JETSTREAM_GCS_PREFIX"
 GCS_PROJECT = "JETSTREAM_GCS_PROJECT"
-
-
-def home_dir(home: str | os.PathLike | None = None) -> Path:
-    return Path(home or os.environ.get("JETSTREAM_HOME", DEFAULT_HOME)).absolute()
 
 
 def experimenter_file(home: Path) -> Path:

@@ -51,13 +51,13 @@ class UnknownExperimentError(ValueError):
 def check_known(instance: dg.DagsterInstance, experimenter, slug: str) -> None:
     """Refuse a slug Experimenter does not know, unless the instance already has it (an experiment that left
     Experimenter keeps its results and can be rerun)."""
-    if instance.has_dynamic_partition(EXPERIMENTS.name, slug):
-        return
     try:
-        if experimenter.get(slug) is not None:
+        if experimenter.get(slug) is not None:  # an unreadable source raises here, before anything runs
             return
     except ExperimenterRecordError:
         return  # Experimenter has the record; its cells report what is wrong with it
+    if instance.has_dynamic_partition(EXPERIMENTS.name, slug):
+        return
     snapshot = experimenter.fetch()
     known = {e.slug for e in snapshot.experiments} | {e.slug for e in snapshot.errors if e.slug}
     known |= set(instance.get_dynamic_partitions(EXPERIMENTS.name))
@@ -84,6 +84,7 @@ class RunProgress:
     cells_total: int = 0
     step: str | None = None
     steps_done: int = 0
+    steps_total: int = 0
     waiting_for: list[str] = field(default_factory=list)  # runs of the same experiment ahead of this one
 
 
@@ -126,6 +127,7 @@ class RunFollower(threading.Thread):
             self._see(record.event_log_entry)
         p = self.progress
         p.cells_total, p.cells_done = len(self._planned), len(self._done & self._planned) or len(self._done)
+        p.steps_total = len({asset for asset, _ in self._planned})
         self.report(p)
 
     def _see(self, entry) -> None:
@@ -176,9 +178,11 @@ def run_experiment(
     full: bool = False,
     reason: str | None = None,
     progress: Callable[[RunProgress], None] | None = None,
+    log_level: str | None = None,
 ) -> RunSummary:
     """Materialize every analysis asset of `slug` over `dates` (consecutive) in one Dagster run; `full`
-    marks a whole-experiment rerun (stale windows are removed first)."""
+    marks a whole-experiment rerun (stale windows are removed first). `log_level` is the console's
+    (default JETSTREAM_LOG_LEVEL or WARNING); the run's events are recorded in the instance whatever it is."""
     validate_slug(slug)  # a slug Dagster cannot key a partition by gets a clear error, not a crash
     if not dates:
         raise ValueError(f"No analysis dates to run for {slug}.")
@@ -193,7 +197,7 @@ def run_experiment(
     if not instance.has_dynamic_partition(EXPERIMENTS.name, slug):
         instance.add_dynamic_partitions(EXPERIMENTS.name, [slug])
     all_tags = {**run_tags(slug, dates, full=full, reason=reason), **host_tags(), **(tags or {})}
-    log_level = os.environ.get("JETSTREAM_LOG_LEVEL", "WARNING")
+    log_level = log_level or os.environ.get("JETSTREAM_LOG_LEVEL", "WARNING")
     run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
     job = defs.resolve_job_def(JOB).as_ephemeral_job(resource_defs={}, input_values={})
     started = time.monotonic()
@@ -224,5 +228,12 @@ def summarize(slug: str, dates: list[dt.date], success: bool, seconds: float, ru
             if status == "error" and reason is not None:
                 summary.errors.append(f"{materialization.partition}: {reason.value}")
         elif event.is_step_failure:
-            summary.errors.append(f"step {event.step_key} failed: {event.event_specific_data.error.message}")
+            summary.errors.append(f"step {event.step_key} failed: {root_cause(event.event_specific_data.error)}")
     return summary
+
+
+def root_cause(error) -> str:
+    """The message of the error a step raised, under Dagster's wrappers, on one line."""
+    while error.cause is not None and error.message.startswith("dagster._core.errors."):
+        error = error.cause
+    return " ".join(error.message.split())
