@@ -266,10 +266,9 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def paragraph(error: BaseException) -> str:
-    """An error as one paragraph: its message with the lines joined, wrapped for a terminal."""
-    text = " ".join(str(error).split()) or type(error).__name__
-    return textwrap.fill(f"error: {text}", width=100, subsequent_indent="  ")
+def paragraph(message: str) -> str:
+    """An error message as one paragraph: its lines joined, wrapped for a terminal."""
+    return textwrap.fill(f"error: {' '.join(message.split())}", width=100, subsequent_indent="  ")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -283,9 +282,8 @@ def main(argv: list[str] | None = None) -> int:
         bad_input = isinstance(e, (CliError, ValueError, OSError))
         if args.debug:
             traceback.print_exc()
-        elif not bad_input:
-            e = type(e)(f"{type(e).__name__}: {e} (run again with --debug for the traceback)")
-        print(paragraph(e), file=sys.stderr)
+        text = str(e) if bad_input else f"{type(e).__name__}: {e} (run again with --debug for the traceback)"
+        print(paragraph(text), file=sys.stderr)
         return 2 if bad_input else 1
 
 

@@ -1,0 +1,66 @@
+"""A dagster-daemon for tests: started on a home's instance, stopped (with its code server and run workers)
+at the end; runs launched through the instance's queue with `dagster job launch`."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+
+
+def env_for(home: Path, dagster_home: Path, **extra: str) -> dict[str, str]:
+    return {**os.environ, "JETSTREAM_HOME": str(home), "DAGSTER_HOME": str(dagster_home), **extra}
+
+
+@contextlib.contextmanager
+def running_daemon(env: dict[str, str], module: str, log: Path):
+    """`dagster-daemon run -m <module>` in its own process group, killed with everything it started."""
+    with open(log, "w") as out:
+        process = subprocess.Popen(
+            [str(BIN / "dagster-daemon"), "run", "-m", module], env=env, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        yield process
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def launch(env: dict[str, str], module: str, job: str, tags: dict[str, str]) -> str:
+    """Submit a run of `job` through the instance's run coordinator (the queue); its run id."""
+    run_id = str(uuid.uuid4())
+    out = subprocess.run(
+        [str(BIN / "dagster"), "job", "launch", "-m", module, "-j", job, "--tags", json.dumps(tags),
+         "--run-id", run_id],
+        env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    return run_id
+
+
+def wait_for(what: str, condition: Callable[[], object], timeout: float, log: Path | None = None):
+    """Poll `condition` until it returns something true; fail naming `what` (and the daemon's log tail)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.5)
+    tail = log.read_text()[-3000:] if log is not None and log.exists() else ""
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}\n{tail}")

@@ -1,0 +1,67 @@
+"""Run monitoring on a daemon-backed instance: a run whose process is killed with -9 turns FAILURE at the next
+monitoring check and frees its experiment's slot for the run queued behind it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import dagster as dg
+
+from jetstream_assets.instance import MONITORING_SECONDS, prepare_instance, worker_pid
+from jetstream_assets.partitions import EXPERIMENTS
+from jetstream_assets.reruns import EXPERIMENT_TAG, run_tags
+from jetstream_assets.windows import rerun_dates
+from jetstream_assets_tests.daemons import env_for, launch, running_daemon, wait_for
+from jetstream_assets_tests.worlds import TODAY, build_world
+
+LOCATION = "jetstream_assets_tests.location_without_sensors"
+SLUG = "demo-complete"
+INTERVAL = 2  # seconds between monitoring checks (JETSTREAM_RUN_MONITORING_SECONDS)
+
+
+def _status(instance: dg.DagsterInstance, run_id: str) -> dg.DagsterRunStatus:
+    return instance.get_run_by_id(run_id).status
+
+
+def test_killed_run_fails_at_the_next_monitoring_check_and_the_next_queued_run_starts(tmp_path, monkeypatch):
+    monkeypatch.setenv(MONITORING_SECONDS, str(INTERVAL))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))  # restored afterwards; prepare_instance points it home
+    with build_world(tmp_path / "home", clients=2_000) as world:
+        record = next(e for e in world.experiments if e["slug"] == SLUG)
+        dates = rerun_dates(dt_date(record["startDate"]), dt_date(record["endDate"]), TODAY)
+        instance = prepare_instance(world.home)
+        assert instance.run_monitoring_enabled and instance.run_monitoring_poll_interval_seconds == INTERVAL
+        instance.add_dynamic_partitions(EXPERIMENTS.name, [SLUG])
+        env = env_for(world.home, world.home / "dagster", JETSTREAM_TODAY=TODAY.isoformat())
+        # two runs of one experiment in the queue: the whole rerun, then one date
+        first = launch(env, LOCATION, "analysis", run_tags(SLUG, dates, full=True))
+        second = launch(env, LOCATION, "analysis", run_tags(SLUG, dates[-1:]))
+        assert _status(instance, second) == dg.DagsterRunStatus.QUEUED
+        log = tmp_path / "daemon.log"
+        with running_daemon(env, LOCATION, log):
+            pid = wait_for("the first run's process", lambda: _status(instance, first) == dg.DagsterRunStatus.STARTED
+                           and worker_pid(instance, first), timeout=120, log=log)
+            # one run per experiment: the second waits in the queue while the first works
+            assert _status(instance, second) == dg.DagsterRunStatus.QUEUED
+            assert instance.get_run_by_id(second).tags[EXPERIMENT_TAG] == SLUG
+            os.kill(pid, signal.SIGKILL)
+            killed = time.monotonic()
+            wait_for("the killed run to turn FAILURE", lambda: _status(instance, first) == dg.DagsterRunStatus.FAILURE,
+                     timeout=60, log=log)
+            print(f"killed run marked FAILURE {time.monotonic() - killed:.1f}s after kill -9 "
+                  f"(monitoring every {INTERVAL}s)")
+            failure = instance.get_records_for_run(first, of_type=dg.DagsterEventType.RUN_FAILURE).records
+            assert f"(pid {pid}) is gone" in failure[0].event_log_entry.message  # the monitoring's verdict
+            wait_for("the queued run of the same experiment to start",
+                     lambda: _status(instance, second) != dg.DagsterRunStatus.QUEUED, timeout=90, log=log)
+            wait_for("the second run to finish", lambda: instance.get_run_by_id(second).is_finished,
+                     timeout=180, log=log)
+            assert _status(instance, second) == dg.DagsterRunStatus.SUCCESS
+
+
+def dt_date(text: str):
+    import datetime as dt
+
+    return dt.date.fromisoformat(text)
