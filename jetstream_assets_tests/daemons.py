@@ -11,6 +11,8 @@ import subprocess
 import sys
 import time
 import uuid
+
+import dagster as dg
 from collections.abc import Callable
 from pathlib import Path
 
@@ -42,16 +44,22 @@ def running_daemon(env: dict[str, str], module: str, log: Path):
             process.wait()
 
 
-def launch(env: dict[str, str], module: str, job: str, tags: dict[str, str]) -> str:
-    """Submit a run of `job` through the instance's run coordinator (the queue); its run id."""
-    run_id = str(uuid.uuid4())
-    out = subprocess.run(
-        [str(BIN / "dagster"), "job", "launch", "-m", module, "-j", job, "--tags", json.dumps(tags),
-         "--run-id", run_id],
-        env=env, capture_output=True, text=True, timeout=120,
-    )
-    assert out.returncode == 0, out.stdout + out.stderr
-    return run_id
+def launch(env: dict[str, str], module: str, job: str, *tag_sets: dict[str, str]) -> list[str]:
+    """Submit one run of `job` per tag set through the instance's run coordinator (the queue), all at once;
+    their run ids."""
+    run_ids = [str(uuid.uuid4()) for _ in tag_sets]
+    processes = [
+        subprocess.Popen(
+            [str(BIN / "dagster"), "job", "launch", "-m", module, "-j", job, "--tags", json.dumps(tags),
+             "--run-id", run_id],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        for tags, run_id in zip(tag_sets, run_ids)
+    ]
+    for process in processes:
+        out, _ = process.communicate(timeout=180)
+        assert process.returncode == 0, out
+    return run_ids
 
 
 def wait_for(what: str, condition: Callable[[], object], timeout: float, log: Path | None = None):
@@ -64,3 +72,14 @@ def wait_for(what: str, condition: Callable[[], object], timeout: float, log: Pa
         time.sleep(0.5)
     tail = log.read_text()[-3000:] if log is not None and log.exists() else ""
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}\n{tail}")
+
+
+def failures(instance, run_id: str) -> str:
+    """The run's failure messages (with their errors), for an assertion's message."""
+    kinds = {dg.DagsterEventType.STEP_FAILURE, dg.DagsterEventType.RUN_FAILURE, dg.DagsterEventType.ENGINE_EVENT}
+    out = []
+    for record in instance.get_records_for_run(run_id, of_type=kinds).records:
+        event = record.event_log_entry.dagster_event
+        error = getattr(event.event_specific_data, "error", None)
+        out.append(f"{event.event_type_value}: {event.message} {error.to_string() if error else ''}")
+    return "\n".join(out)
