@@ -67,8 +67,13 @@ telemetry:
 
 
 def prepare_instance(home: Path) -> dg.DagsterInstance:
-    """The persistent Dagster instance under <home>/dagster. Its dagster.yaml is (re)written while it carries
-    our header, so an older home gets the current queue and monitoring settings."""
+    """The persistent Dagster instance: $DAGSTER_HOME when it holds a dagster.yaml of your own (production),
+    else the one under <home>/dagster, whose dagster.yaml is (re)written while it carries our header, so an
+    older home gets the current queue and monitoring settings."""
+    configured = Path(os.environ.get("DAGSTER_HOME") or home / "dagster") / "dagster.yaml"
+    if configured.is_file() and not configured.read_text().startswith(HEADER):
+        os.environ["JETSTREAM_HOME"] = str(home)
+        return dg.DagsterInstance.from_config(str(configured.parent))
     dagster_home = home / "dagster"
     dagster_home.mkdir(parents=True, exist_ok=True)
     config = dagster_home / "dagster.yaml"

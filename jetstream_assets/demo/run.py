@@ -39,7 +39,7 @@ def ensure_telemetry(home: Path, clients: int, today, experiments: list[dict]) -
 
 
 def run_demo(home: Path, clients: int = 100_000) -> int:
-    from jetstream_assets.cli import format_summary
+    from jetstream_assets.cli import ProgressPrinter, format_summary
     from jetstream_assets.definitions import build_definitions
     from jetstream_assets.runner import prepare_instance, run_experiment
     from jetstream_assets.analysis import Planner
@@ -79,7 +79,10 @@ def run_demo(home: Path, clients: int = 100_000) -> int:
             _say(f"  ({number}/{len(chosen)}) {experiment.slug}: no start date, skipped")
             continue
         _say(f"  ({number}/{len(chosen)}) {experiment.slug}: {len(dates)} analysis dates ...")
-        summary = run_experiment(instance, defs, experiment.slug, dates, tags={"jetstream/source": "demo"}, full=True)
+        printer = ProgressPrinter(experiment.slug, stream=sys.stdout, indent="    ")
+        summary = run_experiment(instance, defs, experiment.slug, dates, tags={"jetstream/source": "demo"}, full=True,
+                                 progress=printer)
+        printer.done()
         failures += not summary.success
         _say("    " + format_summary(summary).replace("\n", "\n    "))
 
