@@ -104,8 +104,8 @@ class ProgressPrinter:
         if progress.waiting_for:
             if progress.waiting_for != self._waiting:
                 self._waiting = progress.waiting_for
-                self._emit(f"waiting for {', '.join(progress.waiting_for)} of {self.label} to finish "
-                           "(one run per experiment at a time)", force=True)
+                self._emit(f"{self.label}: waiting for {', '.join(progress.waiting_for)} to finish (the instance "
+                           "runs one run per experiment at a time)", force=True)
             return
         if not progress.cells_total:
             return

@@ -29,6 +29,8 @@ HEADER = "# Written by jetstream-assets"
 HOST_TAG = "jetstream/host"  # the machine of a run the CLI executes in its own process
 MONITORING_SECONDS = "JETSTREAM_RUN_MONITORING_SECONDS"  # how often the daemon checks runs (default 15)
 MAX_CONCURRENT_RUNS = 2  # 2 cores
+# The queue: Dagster's, with the limits below (every launch path tags its runs with EXPERIMENT_TAG).
+RUN_COORDINATOR = ("dagster._core.run_coordinator", "QueuedRunCoordinator")
 # A run the CLI has created but not started yet; older claims go first (two CLIs started at once).
 CLAIM_SECONDS = 60
 
@@ -41,8 +43,8 @@ def dagster_yaml(monitoring_seconds: int | None = None) -> str:
 {HEADER}: a persistent local instance for the demo, the CLI and the UI.
 # It is rewritten while this header is here; delete the header to keep your own changes.
 run_coordinator:
-  module: dagster._core.run_coordinator
-  class: QueuedRunCoordinator
+  module: {RUN_COORDINATOR[0]}
+  class: {RUN_COORDINATOR[1]}
   config:
     max_concurrent_runs: {MAX_CONCURRENT_RUNS}   # 2 cores
     dequeue_interval_seconds: {max(1, min(5, seconds))}
@@ -235,6 +237,3 @@ def wait_for_turn(
 def host_tags() -> dict[str, str]:
     return {HOST_TAG: socket.gethostname()}
 
-
-def experiment_of(run: DagsterRun) -> str | None:
-    return run.tags.get(EXPERIMENT_TAG)

@@ -28,7 +28,7 @@ from dagster._core.storage.dagster_run import DagsterRun
 from jetstream_assets.experimenter.models import ExperimenterRecordError, validate_slug
 from jetstream_assets.instance import blocking_runs, host_tags, prepare_instance, wait_for_turn
 from jetstream_assets.partitions import EXPERIMENTS
-from jetstream_assets.reruns import first_grid_date, run_tags
+from jetstream_assets.reruns import EXPERIMENT_TAG, first_grid_date, run_tags
 
 __all__ = ["RunProgress", "RunSummary", "UnknownExperimentError", "prepare_instance", "run_experiment"]
 
@@ -157,7 +157,9 @@ def _claim_run(instance: dg.DagsterInstance, job: dg.JobDefinition, tags: dict[s
 
     def on_wait(blocking: list[DagsterRun]) -> None:
         if progress is not None:
-            progress(RunProgress("", waiting_for=[f"{r.run_id[:8]} ({r.status.value})" for r in blocking]))
+            progress(RunProgress("", waiting_for=[
+                f"run {r.run_id[:8]} ({r.tags.get(EXPERIMENT_TAG, r.job_name)}, {r.status.value})" for r in blocking
+            ]))
 
     plan = create_execution_plan(InMemoryJob(job), run_config=run_config,
                                  instance_ref=instance.get_ref() if instance.is_persistent else None)
