@@ -52,9 +52,10 @@ def _run(args: argparse.Namespace) -> int:
     home = existing_home(args.home)
     from jetstream_assets.analysis import Planner
     from jetstream_assets.definitions import build_definitions
+    from jetstream_assets.instance import own_instance
     from jetstream_assets.runner import check_known, prepare_instance, run_experiment
 
-    instance = prepare_instance(home)
+    instance = own_instance(home) or prepare_instance(home)
     defs = build_definitions(home)
     resources = defs.resources
     from jetstream_assets.experimenter.resource import ExperimenterUnavailableError

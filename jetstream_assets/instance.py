@@ -35,6 +35,17 @@ RUN_COORDINATOR = ("dagster._core.run_coordinator", "QueuedRunCoordinator")
 CLAIM_SECONDS = 60
 
 
+def own_instance(home: Path) -> dg.DagsterInstance | None:
+    """The instance $DAGSTER_HOME names when its dagster.yaml is one of your own (a production instance, not
+    one jetstream-assets wrote), else None."""
+    configured = os.environ.get("DAGSTER_HOME")
+    config = Path(configured) / "dagster.yaml" if configured else None
+    if config is None or not config.is_file() or config.read_text().startswith(HEADER):
+        return None
+    os.environ["JETSTREAM_HOME"] = str(home)
+    return dg.DagsterInstance.from_config(configured)
+
+
 def dagster_yaml(monitoring_seconds: int | None = None) -> str:
     """The instance configuration jetstream-assets writes: the queue's one-run-per-experiment rule keyed by the
     one tag every launch path sets, and run monitoring every `monitoring_seconds`."""
@@ -69,13 +80,8 @@ telemetry:
 
 
 def prepare_instance(home: Path) -> dg.DagsterInstance:
-    """The persistent Dagster instance: $DAGSTER_HOME when it holds a dagster.yaml of your own (production),
-    else the one under <home>/dagster, whose dagster.yaml is (re)written while it carries our header, so an
-    older home gets the current queue and monitoring settings."""
-    configured = Path(os.environ.get("DAGSTER_HOME") or home / "dagster") / "dagster.yaml"
-    if configured.is_file() and not configured.read_text().startswith(HEADER):
-        os.environ["JETSTREAM_HOME"] = str(home)
-        return dg.DagsterInstance.from_config(str(configured.parent))
+    """The persistent Dagster instance under <home>/dagster. Its dagster.yaml is (re)written while it carries
+    our header, so an older home gets the current queue and monitoring settings."""
     dagster_home = home / "dagster"
     dagster_home.mkdir(parents=True, exist_ok=True)
     config = dagster_home / "dagster.yaml"

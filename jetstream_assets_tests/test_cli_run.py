@@ -148,3 +148,15 @@ def test_errors_are_one_paragraph_and_debug_shows_the_traceback(world, tmp_path)
             assert done.stderr.startswith("error: ") and done.stderr.count("error:") == 1
             assert "\n\n" not in done.stderr.strip()  # one paragraph
     assert not (tmp_path / "missing").exists()  # nothing created for a mistyped home
+
+
+def test_run_uses_dagster_home_when_it_holds_your_own_instance(tmp_path, monkeypatch):
+    from jetstream_assets.instance import dagster_yaml, own_instance
+
+    production = tmp_path / "production"
+    production.mkdir()
+    (production / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    monkeypatch.setenv("DAGSTER_HOME", str(production))
+    assert own_instance(tmp_path / "home").root_directory == str(production)
+    (production / "dagster.yaml").write_text(dagster_yaml())  # one jetstream-assets wrote: the home's is used
+    assert own_instance(tmp_path / "home") is None
