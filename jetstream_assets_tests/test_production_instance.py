@@ -4,6 +4,7 @@ emulator, with `dagster-daemon` running the Experimenter sensor's run and a back
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 import time
@@ -71,13 +72,8 @@ def test_readme_production_instance_runs_the_sensor_and_a_backfill_on_postgres(
                                   lambda: next(iter(instance.get_runs(sensor_runs)), None), timeout=120, log=log)
             assert sensor_run.tags[EXPERIMENT_TAG] == SLUG
             assert instance.get_dynamic_partitions(EXPERIMENTS.name) == [SLUG]  # added by the sensor
-            wait_for("the sensor's run to finish", lambda: instance.get_run_by_id(sensor_run.run_id).is_finished,
-                     timeout=180, log=log)
-            assert instance.get_run_by_id(sensor_run.run_id).status == dg.DagsterRunStatus.SUCCESS, failures(
-                instance, sensor_run.run_id)
-
-            # a backfill of the experiment's dates, as the UI's launch dialog makes it
-            keys = [str(cell_key(SLUG, TODAY - dt_days(n))) for n in (2, 1)]
+            # meanwhile, a backfill of two of the experiment's dates, as the UI's launch dialog makes it
+            keys = [str(cell_key(SLUG, TODAY - dt.timedelta(days=n))) for n in (2, 1)]
             backfill = PartitionBackfill.from_asset_partitions(
                 backfill_id="jetstreamtest", asset_graph=build_definitions(world.home).resolve_asset_graph(),
                 partition_names=keys, asset_selection=[a.key for a in ANALYSIS_ASSETS],
@@ -85,10 +81,14 @@ def test_readme_production_instance_runs_the_sensor_and_a_backfill_on_postgres(
                 title=None, description=None, run_config=None,
             )
             instance.add_backfill(backfill)
-            done = wait_for("the backfill to complete", lambda: instance.get_backfill("jetstreamtest").status
+            wait_for("the backfill to complete", lambda: instance.get_backfill("jetstreamtest").status
                             in (BulkActionStatus.COMPLETED_SUCCESS, BulkActionStatus.COMPLETED_FAILED,
                                 BulkActionStatus.FAILED), timeout=240, log=log)
-            assert done and instance.get_backfill("jetstreamtest").status == BulkActionStatus.COMPLETED_SUCCESS
+            assert instance.get_backfill("jetstreamtest").status == BulkActionStatus.COMPLETED_SUCCESS
+            wait_for("the sensor's run to finish", lambda: instance.get_run_by_id(sensor_run.run_id).is_finished,
+                     timeout=180, log=log)
+            assert instance.get_run_by_id(sensor_run.run_id).status == dg.DagsterRunStatus.SUCCESS, failures(
+                instance, sensor_run.run_id)
         runs = instance.get_runs(dg.RunsFilter(tags={"dagster/backfill": "jetstreamtest"}))
         assert runs and all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
         for key in keys:
@@ -98,9 +98,3 @@ def test_readme_production_instance_runs_the_sensor_and_a_backfill_on_postgres(
             assert materialized, key
         logs = GCSResource().get_client().list_blobs(bucket, prefix="dagster-compute-logs")
         assert any(True for _ in logs)  # the steps' stdout/stderr went to the bucket
-
-
-def dt_days(n: int):
-    import datetime as dt
-
-    return dt.timedelta(days=n)
