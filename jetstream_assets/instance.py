@@ -108,8 +108,8 @@ def worker_pid(instance: dg.DagsterInstance, run_id: str) -> int | None:
     return None
 
 
-def _clock_ticks_start(pid: int) -> float | None:
-    """Unix time a process started (Linux), or None when unknown."""
+def _process_start_time(pid: int) -> float | None:
+    """Unix time a process started (Linux /proc), or None when unknown."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
@@ -122,17 +122,16 @@ def _clock_ticks_start(pid: int) -> float | None:
 def process_alive(pid: int, started_by: float | None = None) -> bool:
     """Whether `pid` still runs (a zombie, killed but not yet reaped, does not); with `started_by`, a process
     that started later is another one that reused the pid."""
-    stat = Path(f"/proc/{pid}/stat")
-    if stat.parent.parent.is_dir() and Path("/proc/self/stat").exists():
+    if Path("/proc/self/stat").exists():  # Linux: the process's state and start time
         try:
-            state = stat.read_text().rsplit(")", 1)[1].split()[0]
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
         except (OSError, IndexError):
             return False
         if state in ("Z", "X"):
             return False
-        began = _clock_ticks_start(pid)
+        began = _process_start_time(pid)
         return started_by is None or began is None or began <= started_by + 2
-    try:
+    try:  # elsewhere: whether the pid exists
         os.kill(pid, 0)
     except ProcessLookupError:
         return False

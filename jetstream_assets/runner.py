@@ -126,7 +126,8 @@ class RunFollower(threading.Thread):
         for record in connection.records:
             self._see(record.event_log_entry)
         p = self.progress
-        p.cells_total, p.cells_done = len(self._planned), len(self._done & self._planned) or len(self._done)
+        p.cells_total = len(self._planned)
+        p.cells_done = len(self._done & self._planned) if self._planned else len(self._done)
         p.steps_total = len({asset for asset, _ in self._planned})
         self.report(p)
 

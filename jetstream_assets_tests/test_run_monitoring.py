@@ -59,3 +59,22 @@ def test_killed_run_fails_at_the_next_monitoring_check_and_the_next_queued_run_s
             assert f"(pid {pid}) is gone" in failure[0].event_log_entry.message  # the monitoring's verdict
             wait_for("the queued run of the same experiment to start",
                      lambda: instance.get_run_by_id(second).status == STARTED, timeout=90, log=log)
+
+
+def test_a_run_process_counts_as_alive_only_while_it_runs():
+    import subprocess
+    import sys
+
+    from jetstream_assets.instance import process_alive
+
+    assert process_alive(os.getpid(), started_by=time.time())
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        assert process_alive(child.pid)
+        os.kill(child.pid, signal.SIGKILL)
+        wait_for("the child to die", lambda: not process_alive(child.pid), timeout=10)  # a zombie is dead
+    finally:
+        child.kill()
+        child.wait()
+    # a pid now held by a process that started after the run did is another process (the pid was reused)
+    assert not process_alive(os.getpid(), started_by=time.time() - 10**6)
