@@ -108,8 +108,8 @@ class ProgressPrinter:
                 self._emit(f"{self.label}: waiting for {', '.join(progress.waiting_for)} to finish (the instance "
                            "runs one run per experiment at a time)", force=True)
             return
-        if not progress.cells_total:
-            return
+        if not progress.cells_total or (progress.step is None and 0 < progress.steps_done < progress.steps_total):
+            return  # nothing planned yet, or between two steps
         step = progress.step or ("starting" if not progress.steps_done else "finishing")
         line = (f"{self.label}: {progress.cells_done}/{progress.cells_total} cells done, "
                 f"step {step} ({progress.steps_done}/{progress.steps_total} steps done), "
