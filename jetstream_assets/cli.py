@@ -8,11 +8,11 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import importlib
-import os
 import sys
 import textwrap
 import time
 import traceback
+from pathlib import Path
 
 from jetstream_assets.home import DEFAULT_HOME, home_dir
 
@@ -33,12 +33,7 @@ def _date(text: str) -> dt.date:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date YYYY-MM-DD ({e})") from None
 
 
-def _today() -> dt.date:
-    pinned = os.environ.get("JETSTREAM_TODAY")  # as assets.cells.today()
-    return dt.date.fromisoformat(pinned) if pinned else dt.date.today()
-
-
-def existing_home(arg: str | None) -> os.PathLike:
+def existing_home(arg: str | None) -> Path:
     home = home_dir(arg)
     if not home.is_dir():
         raise CliError(
@@ -51,20 +46,20 @@ def existing_home(arg: str | None) -> os.PathLike:
 def _run(args: argparse.Namespace) -> int:
     home = existing_home(args.home)
     from jetstream_assets.analysis import Planner
+    from jetstream_assets.assets.cells import today as current_date
     from jetstream_assets.definitions import build_definitions
+    from jetstream_assets.experimenter.resource import ExperimenterUnavailableError
     from jetstream_assets.instance import own_instance
     from jetstream_assets.runner import check_known, prepare_instance, run_experiment
 
     instance = own_instance(home) or prepare_instance(home)
     defs = build_definitions(home)
     resources = defs.resources
-    from jetstream_assets.experimenter.resource import ExperimenterUnavailableError
-
     try:
         check_known(instance, resources["experimenter"], args.experiment)
     except ExperimenterUnavailableError as e:
         raise CliError(str(e)) from e
-    today = _today()
+    today = current_date()
     if args.date:
         if args.date > today:
             print(f"warning: --date {args.date} is after today ({today}): its telemetry is not complete yet, so "
