@@ -1,11 +1,13 @@
 """Run monitoring on a daemon-backed instance: a run whose process is killed with -9 turns FAILURE at the next
-monitoring check and frees its experiment's slot for the run queued behind it."""
+monitoring check and frees its experiment's slot for the run queued behind it. (A run the daemon launched
+is also failed by its code server when the process dies; a CLI run has only the monitoring.)"""
 
 from __future__ import annotations
 
 import datetime as dt
 import os
 import signal
+import subprocess
 import time
 
 import dagster as dg
@@ -14,8 +16,7 @@ import pytest
 from jetstream_assets.instance import MONITORING_SECONDS, prepare_instance, worker_pid
 from jetstream_assets.partitions import EXPERIMENTS
 from jetstream_assets.reruns import EXPERIMENT_TAG, run_tags
-from jetstream_assets.windows import rerun_dates
-from jetstream_assets_tests.daemons import env_for, launch, running_daemon, wait_for
+from jetstream_assets_tests.daemons import BIN, env_for, launch, running_daemon, wait_for
 from jetstream_assets_tests.worlds import TODAY, build_world
 
 LOCATION = "jetstream_assets_tests.location_without_sensors"
@@ -25,44 +26,46 @@ STARTED = dg.DagsterRunStatus.STARTED
 
 
 @pytest.mark.slow
-def test_killed_run_fails_at_the_next_monitoring_check_and_the_next_queued_run_starts(tmp_path, monkeypatch):
+def test_a_killed_run_turns_failure_at_the_next_monitoring_check_and_frees_its_experiment(tmp_path, monkeypatch):
+    """The run is a CLI run (executed in the CLI's process, no code server watching it), so only the run
+    monitoring can notice its death; the daemon starts after the kill so that the order is certain."""
     monkeypatch.setenv(MONITORING_SECONDS, str(INTERVAL))
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))  # restored afterwards; prepare_instance points it home
     with build_world(tmp_path / "home", clients=500) as world:
-        record = next(e for e in world.experiments if e["slug"] == SLUG)
-        dates = rerun_dates(dt.date.fromisoformat(record["startDate"]), dt.date.fromisoformat(record["endDate"]),
-                            TODAY)
         instance = prepare_instance(world.home)
         assert instance.run_monitoring_enabled and instance.run_monitoring_poll_interval_seconds == INTERVAL
         instance.add_dynamic_partitions(EXPERIMENTS.name, [SLUG])
         env = env_for(world.home, world.home / "dagster", JETSTREAM_TODAY=TODAY.isoformat())
-        # two reruns of one experiment in the queue
-        runs = launch(env, LOCATION, "analysis", *(run_tags(SLUG, dates, full=True, reason=r) for r in ("a", "b")))
-        assert {instance.get_run_by_id(r).status for r in runs} == {dg.DagsterRunStatus.QUEUED}
+        [queued] = launch(env, LOCATION, "analysis", run_tags(SLUG, [TODAY - dt.timedelta(days=1)]))
+        assert instance.get_run_by_id(queued).status == dg.DagsterRunStatus.QUEUED  # no daemon yet
+        with open(tmp_path / "cli.log", "w") as out:
+            cli = subprocess.Popen([str(BIN / "jetstream-assets"), "run", "--experiment", SLUG, "--all-dates",
+                                    "--home", str(world.home)], env=env, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            killed = wait_for("the CLI's run to start", lambda: next(
+                (r for r in instance.get_runs(dg.RunsFilter(tags={EXPERIMENT_TAG: SLUG}, statuses=[STARTED]))
+                 if worker_pid(instance, r.run_id) == cli.pid), None), timeout=180, log=tmp_path / "cli.log")
+            os.kill(cli.pid, signal.SIGKILL)  # mid-run: its cells have only begun
+        finally:
+            cli.kill()
+            cli.wait()
+        assert instance.get_run_by_id(killed.run_id).status == STARTED  # nothing else notices the death
         log = tmp_path / "daemon.log"
         with running_daemon(env, LOCATION, log):
-            first = wait_for("a run's process", lambda: next(
-                (r for r in runs if instance.get_run_by_id(r).status == STARTED and worker_pid(instance, r)), None),
-                timeout=120, log=log)
-            second = next(r for r in runs if r != first)
-            # one run per experiment: the other waits in the queue while the first works
-            assert instance.get_run_by_id(second).status == dg.DagsterRunStatus.QUEUED
-            assert instance.get_run_by_id(second).tags[EXPERIMENT_TAG] == SLUG
-            pid = worker_pid(instance, first)
-            os.kill(pid, signal.SIGKILL)
-            killed = time.monotonic()
-            wait_for("the killed run to turn FAILURE",
-                     lambda: instance.get_run_by_id(first).status == dg.DagsterRunStatus.FAILURE, timeout=60, log=log)
-            print(f"killed run marked FAILURE {time.monotonic() - killed:.1f}s after kill -9 "
+            started = time.monotonic()
+            wait_for("the killed run to turn FAILURE", lambda: instance.get_run_by_id(killed.run_id).status
+                     == dg.DagsterRunStatus.FAILURE, timeout=120, log=log)
+            print(f"killed run FAILURE {time.monotonic() - started:.1f}s after the daemon started "
                   f"(monitoring every {INTERVAL}s)")
-            failure = instance.get_records_for_run(first, of_type=dg.DagsterEventType.RUN_FAILURE).records
-            assert f"(pid {pid}) is gone" in failure[0].event_log_entry.message  # the monitoring's verdict
+            failure = instance.get_records_for_run(killed.run_id, of_type=dg.DagsterEventType.RUN_FAILURE).records
+            assert f"(pid {cli.pid}) is gone" in failure[0].event_log_entry.message  # the monitoring's verdict
             wait_for("the queued run of the same experiment to start",
-                     lambda: instance.get_run_by_id(second).status == STARTED, timeout=90, log=log)
+                     lambda: instance.get_run_record_by_id(queued).start_time, timeout=120, log=log)
+        # it waited for the killed run's slot: one run per experiment, the CLI's runs included
+        assert instance.get_run_record_by_id(queued).start_time >= instance.get_run_record_by_id(killed.run_id).end_time
 
 
 def test_a_run_process_counts_as_alive_only_while_it_runs():
-    import subprocess
     import sys
 
     from jetstream_assets.instance import process_alive
