@@ -36,12 +36,12 @@ def running_daemon(env: dict[str, str], module: str, log: Path):
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGTERM)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        # the code server (and a run it still executes) may outlive the daemon: end the whole group
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 def launch(env: dict[str, str], module: str, job: str, *tag_sets: dict[str, str]) -> list[str]:
