@@ -87,12 +87,12 @@ def build_export_store(root: Path) -> ExportStore:
 
 def build_resources(home: str | os.PathLike | None = None) -> dict:
     root = home_dir(home)
+    experimenter_url = os.environ.get("JETSTREAM_EXPERIMENTER_URL") or None
     return {
         "warehouse": build_warehouse(root),
         "export_store": build_export_store(root),
-        "experimenter": Experimenter(
-            url=os.environ.get("JETSTREAM_EXPERIMENTER_URL") or None,
-            path=str(experimenter_file(root)),
+        "experimenter": Experimenter(  # the API when its URL is set, else the home's file (never both)
+            url=experimenter_url, path=None if experimenter_url else str(experimenter_file(root)),
         ),
         "metric_hub": MetricHub(
             path=str(metric_hub_dir(root)), url=os.environ.get("JETSTREAM_METRIC_HUB_URL") or None

@@ -39,6 +39,14 @@ def postgres():
         yield settings
 
 
+def test_production_environment_reads_experimenter_from_its_url(tmp_path, monkeypatch):
+    from jetstream_assets.resources import build_resources
+
+    monkeypatch.setenv("JETSTREAM_EXPERIMENTER_URL", "https://experimenter.example")
+    experimenter = build_resources(tmp_path)["experimenter"]
+    assert experimenter.url == "https://experimenter.example" and experimenter._source() == "url"
+
+
 @pytest.mark.slow
 def test_readme_production_instance_runs_the_sensor_and_a_backfill_on_postgres(
     tmp_path, monkeypatch, postgres, gcs_emulator
