@@ -235,8 +235,14 @@ def _serve(args: argparse.Namespace) -> int:
 
 # --- the parser and the error handling -----------------------------------------------------------------------
 
+def add_aggregates(sub) -> None:
+    from jetstream_assets.aggregates.cli import add_parser  # light: its commands import their engines
+
+    add_parser(sub)
+
+
 # One function per subcommand, each adding its parser (and `func`) to the subparsers.
-SUBCOMMANDS = [add_demo, add_run, add_validate_config, add_statistics, add_serve]
+SUBCOMMANDS = [add_demo, add_run, add_validate_config, add_statistics, add_serve, add_aggregates]
 
 
 def common() -> argparse.ArgumentParser:
@@ -276,9 +282,10 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except Exception as e:  # noqa: BLE001 - every error ends as one paragraph; --debug shows the traceback
         bad_input = isinstance(e, (CliError, ValueError, OSError))
-        if args.debug:
+        if getattr(args, "debug", False):
             traceback.print_exc()
-        text = str(e) if bad_input else f"{type(e).__name__}: {e} (run again with --debug for the traceback)"
+        hint = " (run again with --debug for the traceback)" if hasattr(args, "debug") else ""
+        text = str(e) if bad_input else f"{type(e).__name__}: {e}{hint}"
         print(paragraph(text), file=sys.stderr)
         return 2 if bad_input else 1
 

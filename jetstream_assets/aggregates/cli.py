@@ -8,7 +8,7 @@ import datetime as dt
 import logging
 import sys
 
-from jetstream_assets.resources import DEFAULT_HOME, home_dir
+from jetstream_assets.home import DEFAULT_HOME, home_dir  # light: `--help` imports this module
 
 
 def _warehouse(home):
