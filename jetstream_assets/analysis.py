@@ -70,7 +70,8 @@ class NoOp:
 
 
 class Planner:
-    """Plans cells for one asset step; loads each experiment and the metric-hub configs once per step."""
+    """Plans cells; loads each experiment and the metric-hub configs once. One Planner serves a whole run
+    (the analysis_plan step makes it; the later steps of the run reuse it, see assets/plan.py)."""
 
     def __init__(self, experimenter: Experimenter, metric_hub: MetricHub, today: dt.date | None = None):
         self.experimenter = experimenter
@@ -79,6 +80,7 @@ class Planner:
         self._experiments: dict[str, Experiment | None | Exception] = {}
         self._resolved: dict[str, ResolvedConfig | Exception] = {}
         self._loaded: LoadedConfigs | None = None
+        self._plans: dict[tuple[str, dt.date], Cell | NoOp] = {}
 
     @property
     def loaded(self) -> LoadedConfigs:
@@ -144,6 +146,13 @@ class Planner:
         return rerun_dates(start, end, self.today) if start else []
 
     def plan(self, slug: str, analysis_date: dt.date) -> Cell | NoOp:
+        """The cell's plan, made once per Planner (every step of a run asks for the same cells)."""
+        key = (slug, analysis_date)
+        if key not in self._plans:
+            self._plans[key] = self._plan(slug, analysis_date)
+        return self._plans[key]
+
+    def _plan(self, slug: str, analysis_date: dt.date) -> Cell | NoOp:
         try:
             validate_slug(slug)
             experiment = self.experiment(slug)

@@ -21,6 +21,8 @@ def build_definitions(home=None) -> dg.Definitions:
         jobs=[analysis_job, experimenter_snapshot_job, aggregates_job],
         sensors=SENSORS,
         resources=build_resources(home),
+        # UI launches from an asset page use the implicit asset job: one process per run there too
+        executor=dg.in_process_executor,
     )
 
 

@@ -15,13 +15,12 @@ import datetime as dt
 import logging
 import os
 
-import dagster as dg
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 from metric_config_parser.metric import AnalysisPeriod
 
 from jetstream_assets.analysis import Cell, Planner
 from jetstream_assets.exports.store import ExportStore, statistics_path
-from jetstream_assets.partitions import ANALYSIS_DATES, cell_key, parse_key
+from jetstream_assets.partitions import ANALYSIS_DATES, cell_key
 from jetstream_assets.sql import names
 from jetstream_assets.sql.queries import bases_for
 from jetstream_assets.warehouse.base import Warehouse
@@ -131,25 +130,3 @@ def purge_stale(planner: Planner, slug: str, warehouse: Warehouse, store: Export
             slug, len(stale_tables), len(stale_exports), extra={"experiment": slug},
         )
     return {"tables": stale_tables, "exports": stale_exports}
-
-
-def purge_before_full_reruns(
-    context: dg.AssetExecutionContext, planner: Planner, warehouse: Warehouse, store: ExportStore
-) -> None:
-    """For each experiment this step reruns in full, remove its stale outputs before anything is computed;
-    the removal is recorded on the experiment's first cell of the step."""
-    steps: dict[str, list] = {}
-    for key in context.partition_keys:
-        steps.setdefault(parse_key(key)[0], []).append(key)
-    tags = context.run.tags
-    for slug, keys in steps.items():
-        try:
-            if not is_full_rerun(planner, slug, {parse_key(k)[1] for k in keys}, tags):
-                continue
-            removed = purge_stale(planner, slug, warehouse, store)
-        except Exception as e:  # noqa: BLE001 - the cells report the experiment's problem themselves
-            logger.warning("Rerun of %s: stale outputs not removed: %s", slug, e, extra={"experiment": slug})
-            continue
-        if removed["tables"] or removed["exports"]:
-            first = min(keys, key=lambda k: parse_key(k)[1])
-            context.add_asset_metadata({"rerun_removed": dg.MetadataValue.json(removed)}, partition_key=first)

@@ -32,7 +32,8 @@ def test_lineage_runs_enrollments_to_exports():
                                   "telemetry/clients_last_seen"}
     assert parents["statistics"] == {"metrics"}
     assert parents["statistics_export"] == {"statistics"} and parents["metadata_export"] == {"statistics"}
-    analysis = {"enrollments", "metrics", "statistics", "statistics_export", "metadata_export"}
+    assert parents["enrollments"] >= {"analysis_plan", "telemetry/events"} and parents["analysis_plan"] == set()
+    analysis = {"analysis_plan", "enrollments", "metrics", "statistics", "statistics_export", "metadata_export"}
     for name in analysis:
         assert graph.get(dg.AssetKey(name)).partitions_def == ANALYSIS_PARTITIONS
     # monitoring: every analysis step feeds the logs and query cost tables

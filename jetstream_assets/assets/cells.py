@@ -1,27 +1,41 @@
-"""Runs an analysis asset over the cells of a step: one partition or a whole experiment's dates.
+"""One analysis step over the (experiment, date) cells Dagster hands it, and the factory of the analysis assets.
 
-A single-run backfill hands an asset many (experiment, date) partitions at once; they are processed in
-date order (a later date may read what an earlier one wrote, e.g. the pre-enrollment covariate table).
-Each cell gets its own metadata. A cell that fails is logged and reported; it never stops the other
-cells, and what they wrote stays. Only when every cell of the step failed does the step fail, so a
-broken experiment shows red in the UI while a run over fifty good dates with one bad one keeps its work.
-The whole step runs inside `monitoring.collect`: its warnings, errors and query costs go to the
-monitoring tables and each experiment's errors export, whether the step succeeds or fails.
+A single-run backfill hands an asset many cells at once; they are processed in date order (a later date
+may read what an earlier one wrote, e.g. the pre-enrollment covariate table). Each cell gets its own
+metadata, and a failing cell never stops the others. What Dagster records is exact per cell:
+
+* every cell succeeded (computed or no-op): one materialization per cell, as Dagster makes for a range;
+* some cells failed: the cells that succeeded are materialized one by one, the failed ones are not, and
+  the step then fails naming them. The run ends FAILURE, so the UI shows the failed cells as *failed*
+  partitions (planned in a failed run, never materialized) and "Backfill failed and missing" reruns
+  exactly them (and whatever later steps of this run could not do because this step failed).
+
+Checks are partitioned: each cell's verdict is recorded on its own partition, so one experiment's warning
+is never overwritten by another experiment's step. The whole step runs inside `monitoring.collect`.
 """
 
-from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import logging
 import os
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 
 import dagster as dg
+from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+    AssetCheckEvaluation,
+    AssetCheckEvaluationTargetMaterializationData,
+)
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+    MULTIDIMENSIONAL_PARTITION_PREFIX,
+)
 
 from jetstream_assets import monitoring
 from jetstream_assets.analysis import Cell, NoOp, Planner
+from jetstream_assets.assets.common import ANALYSIS_ASSET_ARGS
 from jetstream_assets.config.metric_hub import MetricHub
 from jetstream_assets.experimenter.resource import Experimenter
 from jetstream_assets.exports.store import ExportStore
@@ -45,13 +59,23 @@ def noop(reason: str, **extra) -> dict:
     return {"status": "no-op", "reason": reason, **extra}
 
 
-def _step_resource(context: dg.AssetExecutionContext, name: str, kind: type):
-    """A resource the asset declared (typed parameters are required resources), else None."""
-    try:
-        found = getattr(context.resources, name, None)
-    except Exception:
-        return None
-    return found if isinstance(found, kind) else None
+@dataclass(frozen=True)
+class StepResources:
+    """The resources every analysis step gets as parameters: the plan reads Experimenter and metric-hub,
+    monitoring writes the logs through the warehouse and the errors export through the export store."""
+
+    experimenter: Experimenter
+    metric_hub: MetricHub
+    warehouse: Warehouse
+    export_store: ExportStore
+
+
+Outcome = tuple[Cell | NoOp, dict]
+Compute = Callable[[Cell, StepResources], dict]
+CellChecks = Callable[[Outcome, StepResources], list[dg.AssetCheckResult]]
+# Runs once per step before any cell (with the run's planner), e.g. the plan's rerun purge; returns
+# metadata per partition key to add to those cells.
+BeforeCells = Callable[[dg.AssetExecutionContext, Planner, StepResources, list], dict]
 
 
 def _run_start(context: dg.AssetExecutionContext) -> dt.datetime | None:
@@ -66,54 +90,59 @@ def _run_start(context: dg.AssetExecutionContext) -> dt.datetime | None:
     return None
 
 
-def _enrollment_end(planner: Planner) -> Callable[[str], dt.date | None]:
-    def enrollment_end(slug: str) -> dt.date | None:
-        experiment = planner.experiment(slug)
-        return experiment.enrollment_end_date if experiment is not None else None
+def refuse_truncated_range(context: dg.AssetExecutionContext) -> None:
+    """Fail loudly when the run was tagged with a range of cells but Dagster hands the step only one.
 
-    return enrollment_end
+    A backfill launched from the *job* page of a multi-partitioned asset job tags its run with the range
+    and with the first key's per-dimension tags, and the per-dimension tags win: the step would compute
+    one cell and the backfill would say every cell succeeded (dagster-io/dagster#17404, #28861)."""
+    tags = context.run.tags
+    start, end = tags.get(ASSET_PARTITION_RANGE_START_TAG), tags.get(ASSET_PARTITION_RANGE_END_TAG)
+    dimensions = any(t.startswith(MULTIDIMENSIONAL_PARTITION_PREFIX) for t in tags)
+    if start and end and start != end and dimensions:
+        raise dg.Failure(
+            description=(
+                f"This run was launched for the cells {start} ... {end}, but Dagster hands this step only "
+                f"{len(context.partition_keys)} of them: a backfill of a multi-partitioned job launched from "
+                "the job page runs only its first cell (dagster-io/dagster#17404). Nothing was computed. "
+                "Launch the backfill from an asset instead: Catalog (or the lineage graph) -> select the "
+                "analysis assets -> Materialize -> pick the experiment and its dates; or "
+                "`jetstream-assets run --experiment SLUG --all-dates`."
+            ),
+            allow_retries=False,
+        )
 
 
 def run_cells(
     context: dg.AssetExecutionContext,
-    experimenter: Experimenter,
-    metric_hub: MetricHub,
-    compute: Callable[[Cell], dict],
-    checks: Callable[[list[tuple[Cell | NoOp, dict]]], list[dg.AssetCheckResult]] | None = None,
-    *,
-    warehouse: Warehouse | None = None,
-    export_store: ExportStore | None = None,
-    prepare: Callable[[Planner], None] | None = None,
-) -> dg.MaterializeResult:
-    """Plan and compute every cell of the step; `checks` turns the (plan, metadata) of all cells into the
-    asset's check results (one per declared check, every step). `prepare` runs first, with the step's
-    planner and under its monitoring (e.g. removing a full rerun's stale outputs).
+    resources: StepResources,
+    compute: Compute,
+    checks: CellChecks | None = None,
+    before: BeforeCells | None = None,
+) -> Iterator:
+    """Plan (with the run's planner) and compute every cell of the step; yields what Dagster records."""
+    from jetstream_assets.assets.plan import planner_for_run  # the plan asset builds on this module
 
-    Monitoring writes through `warehouse` and `export_store`, by default the asset's own `warehouse` and
-    `export_store` resources; without a warehouse nothing is monitored, without an export store the
-    errors exports are left as they are.
-    """
-    planner = Planner(experimenter, metric_hub, today())
+    refuse_truncated_range(context)
+    planner = planner_for_run(context, resources.experimenter, resources.metric_hub)
     keys = sorted(context.partition_keys, key=lambda k: parse_key(k)[::-1])
-    warehouse = warehouse or _step_resource(context, "warehouse", Warehouse)
-    export_store = export_store or _step_resource(context, "export_store", ExportStore)
     slugs = list(dict.fromkeys(parse_key(k)[0] for k in keys))
-    if warehouse is None:
-        watch = contextlib.nullcontext(None)
-    else:
-        watch = monitoring.collect(
-            warehouse,
-            export_store,
-            slugs,
-            analysis_start_time=_run_start(context),
-            enrollment_end=_enrollment_end(planner),
-            log=context.log,
-        )
-    with watch as monitor:
+
+    def enrollment_end(slug: str) -> dt.date | None:
+        experiment = planner.experiment(slug)
+        return experiment.enrollment_end_date if experiment is not None else None
+
+    with monitoring.collect(
+        resources.warehouse,
+        resources.export_store,
+        slugs,
+        analysis_start_time=_run_start(context),
+        enrollment_end=enrollment_end,
+        log=context.log,
+    ) as monitor:
         try:
-            if prepare is not None:
-                prepare(planner)
-            result = _run_step(context, planner, keys, compute, checks)
+            extra = before(context, planner, resources, keys) if before is not None else {}
+            outcomes, failures = _run_step(context, planner, keys, compute, resources)
         except dg.Failure:
             raise
         except Exception as e:  # a bug of the step itself: each experiment's errors export shows it
@@ -121,24 +150,48 @@ def run_cells(
                 logger.error(f"{context.assets_def.key.to_user_string()} step failed: {e}", exc_info=True,
                              extra={"experiment": slug})
             raise
-    if monitor is not None:
-        result = dg.MaterializeResult(
-            metadata={**(result.metadata or {}), **monitor.metadata},
-            check_results=result.check_results,
+    step_metadata = {"cells_in_step": len(keys), "cells_failed": len(failures), **monitor.metadata}
+    asset_key = context.assets_def.key
+    succeeded = []
+    for key, (plan, metadata) in zip(keys, outcomes):
+        metadata.update(extra.get(str(key), {}))
+        if metadata["status"] != "error":
+            succeeded.append(key)
+    if not failures:
+        for key, (_, metadata) in zip(keys, outcomes):
+            context.add_asset_metadata(metadata, partition_key=key)
+        yield dg.MaterializeResult(metadata=step_metadata)
+    else:
+        for key, (_, metadata) in zip(keys, outcomes):
+            if key in succeeded:
+                yield dg.AssetMaterialization(
+                    asset_key=asset_key, partition=str(key), metadata={**step_metadata, **metadata}
+                )
+    if checks is not None:
+        yield from _check_evaluations(context, checks, keys, outcomes, resources, succeeded)
+    if failures:
+        raise dg.Failure(
+            description=(
+                f"{asset_key.to_user_string()}: {len(failures)} of {len(keys)} cell(s) failed and are not "
+                f"materialized (the other {len(succeeded)} are). Fix the cause, then rerun them: "
+                "the asset's Partitions tab -> 'Backfill failed and missing', or rerun the experiment.\n"
+                + "\n".join(failures[:20])
+            ),
+            metadata={"failed_cells": dg.MetadataValue.json([f.split(": ", 1)[0] for f in failures])},
+            allow_retries=False,
         )
-    return result
 
 
 def _run_step(
     context: dg.AssetExecutionContext,
     planner: Planner,
     keys: list,
-    compute: Callable[[Cell], dict],
-    checks: Callable[[list[tuple[Cell | NoOp, dict]]], list[dg.AssetCheckResult]] | None,
-) -> dg.MaterializeResult:
+    compute: Compute,
+    resources: StepResources,
+) -> tuple[list[Outcome], list[str]]:
     asset = context.assets_def.key.to_user_string()
     failures: list[str] = []
-    outcomes: list[tuple[Cell | NoOp, dict]] = []
+    outcomes: list[Outcome] = []
     warned: set[str] = set()
     for key in keys:
         slug, analysis_date = parse_key(key)
@@ -156,7 +209,7 @@ def _run_step(
                     failures.append(f"{key}: {plan.reason}")
             else:
                 try:
-                    metadata = compute(plan)
+                    metadata = compute(plan, resources)
                     if plan.resolved.errors:  # metrics or statistics the config resolution had to drop
                         metadata["config_errors"] = dg.MetadataValue.json(
                             [str(e) for e in plan.resolved.errors]
@@ -176,14 +229,88 @@ def _run_step(
                     failures.append(f"{key}: {e}")
         metadata.setdefault("status", "computed")
         outcomes.append((plan, metadata))
-        context.add_asset_metadata(metadata, partition_key=key)
         context.log.info(f"{asset} {key}: {metadata['status']} {metadata.get('reason', '')}".rstrip())
-    if failures and len(failures) == len(keys):
-        raise dg.Failure(
-            description=f"{asset}: every cell of this step failed.\n" + "\n".join(failures[:20]),
-            metadata={"failed_cells": len(failures)},
-        )
-    return dg.MaterializeResult(
-        metadata={"cells_in_step": len(keys), "cells_failed": len(failures)},
-        check_results=checks(outcomes) if checks else None,
+    return outcomes, failures
+
+
+def _targets(context: dg.AssetExecutionContext, keys: Sequence) -> dict[str, AssetCheckEvaluationTargetMaterializationData]:
+    """The materialization each cell's check looks at (the one this step just recorded)."""
+    records = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=context.assets_def.key, asset_partitions=[str(k) for k in keys]),
+        limit=max(len(keys), 1) * 2,
+    ).records
+    found: dict[str, AssetCheckEvaluationTargetMaterializationData] = {}
+    for record in records:  # newest first
+        partition = record.event_log_entry.dagster_event.partition
+        if partition is not None and partition not in found:
+            found[partition] = AssetCheckEvaluationTargetMaterializationData(
+                storage_id=record.storage_id, run_id=record.run_id, timestamp=record.timestamp
+            )
+    return found
+
+
+def _check_evaluations(context, checks: CellChecks, keys, outcomes, resources, succeeded) -> Iterator:
+    """One evaluation per selected check and materialized cell, on the cell's partition; a failed cell
+    has no materialization to check (its partition shows the failure instead)."""
+    selected = {k.name for k in context.selected_asset_check_keys}
+    if not selected:
+        return
+    for check_key in context.selected_asset_check_keys:  # the step's check outputs (they carry no value)
+        yield dg.Output(None, output_name=context.assets_def.get_output_name_for_asset_check_key(check_key))
+    targets = _targets(context, succeeded)
+    for key, outcome in zip(keys, outcomes):
+        if key not in succeeded:
+            continue
+        for result in checks(outcome, resources):
+            if result.check_name not in selected:
+                continue
+            yield AssetCheckEvaluation(
+                asset_key=context.assets_def.key,
+                check_name=result.check_name,
+                passed=result.passed,
+                metadata=result.metadata,
+                target_materialization_data=targets.get(str(key)),
+                severity=result.severity,
+                description=result.description,
+                blocking=False,
+                partition=str(key),
+            )
+
+
+def analysis_asset(
+    name: str,
+    compute: Compute,
+    *,
+    group_name: str,
+    kinds: set[str],
+    deps: Sequence,
+    code_version: str,
+    description: str,
+    check_specs: Sequence[dg.AssetCheckSpec] = (),
+    checks: CellChecks | None = None,
+    before: BeforeCells | None = None,
+) -> dg.AssetsDefinition:
+    """An analysis asset over the (experiment, date) grid whose step runs `compute` on each planned cell."""
+
+    @dg.asset(
+        name=name,
+        **ANALYSIS_ASSET_ARGS,
+        group_name=group_name,
+        kinds=kinds,
+        deps=list(deps),
+        code_version=code_version,
+        check_specs=list(check_specs) or None,
+        description=description,
     )
+    def _asset(
+        context: dg.AssetExecutionContext,
+        experimenter: Experimenter,
+        metric_hub: MetricHub,
+        warehouse: Warehouse,
+        export_store: ExportStore,
+    ):
+        yield from run_cells(
+            context, StepResources(experimenter, metric_hub, warehouse, export_store), compute, checks, before
+        )
+
+    return _asset

@@ -13,6 +13,8 @@ from jetstream_assets.partitions import ANALYSIS_PARTITIONS
 
 # single-run backfill policies are marked beta; they are the design (one run per experiment rerun)
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
+# partitioned asset checks are a preview; they are what keeps each experiment's verdict on its own cells
+warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 
 OWNERS = ["team:experimentation"]
 

@@ -5,8 +5,8 @@ import dagster as dg
 from metric_config_parser.metric import AnalysisPeriod
 
 from jetstream_assets.analysis import Cell
-from jetstream_assets.assets.cells import noop, run_cells
-from jetstream_assets.assets.common import ANALYSIS_ASSET_ARGS, code_version, md_table, sql_block, warehouse_kind
+from jetstream_assets.assets.cells import analysis_asset, noop
+from jetstream_assets.assets.common import code_version, md_table, sql_block, warehouse_kind
 from jetstream_assets.assets.telemetry import ENROLLMENTS_SOURCES
 from jetstream_assets.checks.enrollments import (
     BRANCH_CLIENTS,
@@ -14,10 +14,6 @@ from jetstream_assets.checks.enrollments import (
     enrollments_check_specs,
     enrollments_checks,
 )
-from jetstream_assets.config.metric_hub import MetricHub
-from jetstream_assets.experimenter.resource import Experimenter
-from jetstream_assets.exports.store import ExportStore
-from jetstream_assets.reruns import purge_before_full_reruns
 from jetstream_assets.sql import names
 from jetstream_assets.sql.queries import enrollments_sql
 from jetstream_assets.warehouse.base import Warehouse
@@ -52,31 +48,17 @@ def compute_enrollments(cell: Cell, warehouse: Warehouse) -> dict:
     }
 
 
-@dg.asset(
-    **ANALYSIS_ASSET_ARGS,
+enrollments = analysis_asset(
+    "enrollments",
+    lambda cell, r: compute_enrollments(cell, r.warehouse),
     group_name="experiments",
     kinds={warehouse_kind(), "sql"},
-    deps=ENROLLMENTS_SOURCES,
+    deps=["analysis_plan", *ENROLLMENTS_SOURCES],
     code_version=code_version("assets/enrollments.py", "sql", "analysis.py", "windows.py", "checks"),
     check_specs=enrollments_check_specs("enrollments"),
+    checks=enrollments_checks,
     description=(
         "Enrolled clients of the experiment: branch, enrollment date, exposure, and one boolean per "
         "segment. Computed on the last enrollment date (or whenever missing); later dates reuse it."
     ),
 )
-def enrollments(
-    context: dg.AssetExecutionContext,
-    experimenter: Experimenter,
-    metric_hub: MetricHub,
-    warehouse: Warehouse,
-    export_store: ExportStore,
-) -> dg.MaterializeResult:
-    return run_cells(
-        context,
-        experimenter,
-        metric_hub,
-        lambda cell: compute_enrollments(cell, warehouse),
-        checks=enrollments_checks,
-        # a full rerun first removes the windows and exports its new plan no longer produces
-        prepare=lambda planner: purge_before_full_reruns(context, planner, warehouse, export_store),
-    )

@@ -10,8 +10,8 @@ import dagster as dg
 from metric_config_parser.metric import AnalysisPeriod
 
 from jetstream_assets.analysis import Cell
-from jetstream_assets.assets.cells import noop, run_cells
-from jetstream_assets.assets.common import ANALYSIS_ASSET_ARGS, code_version, export_kind
+from jetstream_assets.assets.cells import analysis_asset, noop
+from jetstream_assets.assets.common import code_version, export_kind
 from jetstream_assets.checks.enrollments import branch_clients
 from jetstream_assets.checks.exports import EXPORTED_PATHS, exports_check_specs, exports_checks
 from jetstream_assets.config.metric_hub import MetricHub
@@ -154,54 +154,30 @@ def export_metadata(cell: Cell, metric_hub: MetricHub, store: ExportStore) -> di
     }
 
 
-@dg.asset(
-    **ANALYSIS_ASSET_ARGS,
+statistics_export = analysis_asset(
+    "statistics_export",
+    lambda cell, r: export_statistics(cell, r.warehouse, r.export_store, r.metric_hub, r.experimenter),
     group_name="exports",
     kinds={"json", export_kind()},
     deps=["statistics"],
     code_version=code_version("assets/exports.py", "exports"),
     check_specs=exports_check_specs("statistics_export"),
+    checks=exports_checks,
     description=(
         "`statistics/statistics_<slug>_<period>.json`: every window's statistics so far, per period; and "
         "`reports/<slug>.html`, a self-contained results report (uplift plots per metric, period and segment, "
         "enrollment counts, sample ratio check, metrics without results)."
     ),
 )
-def statistics_export(
-    context: dg.AssetExecutionContext,
-    experimenter: Experimenter,
-    metric_hub: MetricHub,
-    warehouse: Warehouse,
-    export_store: ExportStore,
-) -> dg.MaterializeResult:
-    return run_cells(
-        context,
-        experimenter,
-        metric_hub,
-        lambda cell: export_statistics(cell, warehouse, export_store, metric_hub, experimenter),
-        checks=exports_checks(export_store),
-    )
 
-
-@dg.asset(
-    **ANALYSIS_ASSET_ARGS,
+metadata_export = analysis_asset(
+    "metadata_export",
+    lambda cell, r: export_metadata(cell, r.metric_hub, r.export_store),
     group_name="exports",
     kinds={"json", export_kind()},
     deps=["statistics"],
     code_version=code_version("assets/exports.py", "exports"),
     check_specs=exports_check_specs("metadata_export"),
+    checks=exports_checks,
     description="`metadata/metadata_<slug>.json`: metric descriptions, outcomes and config overrides.",
 )
-def metadata_export(
-    context: dg.AssetExecutionContext,
-    experimenter: Experimenter,
-    metric_hub: MetricHub,
-    export_store: ExportStore,
-) -> dg.MaterializeResult:
-    return run_cells(
-        context,
-        experimenter,
-        metric_hub,
-        lambda cell: export_metadata(cell, metric_hub, export_store),
-        checks=exports_checks(export_store),
-    )

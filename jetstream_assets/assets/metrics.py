@@ -9,13 +9,10 @@ import dagster as dg
 import pandas as pd
 
 from jetstream_assets.analysis import Cell
-from jetstream_assets.assets.cells import CellError, noop, run_cells
-from jetstream_assets.assets.common import ANALYSIS_ASSET_ARGS, code_version, md_table, sql_block, warehouse_kind
+from jetstream_assets.assets.cells import CellError, analysis_asset, noop
+from jetstream_assets.assets.common import code_version, md_table, sql_block, warehouse_kind
 from jetstream_assets.assets.telemetry import METRICS_SOURCES
-from jetstream_assets.config.metric_hub import MetricHub
 from jetstream_assets.config.resolve import ResolvedConfig
-from jetstream_assets.experimenter.resource import Experimenter
-from jetstream_assets.exports.store import ExportStore
 from jetstream_assets.sql import names
 from jetstream_assets.sql.queries import bases_for, metrics_for, metrics_sql
 from jetstream_assets.warehouse.base import Warehouse, WarehouseError
@@ -115,8 +112,9 @@ def compute_metrics(cell: Cell, warehouse: Warehouse) -> dict:
     return metadata
 
 
-@dg.asset(
-    **ANALYSIS_ASSET_ARGS,
+metrics = analysis_asset(
+    "metrics",
+    lambda cell, r: compute_metrics(cell, r.warehouse),
     group_name="experiments",
     kinds={warehouse_kind(), "sql"},
     deps=["enrollments", *METRICS_SOURCES],
@@ -126,11 +124,3 @@ def compute_metrics(cell: Cell, warehouse: Warehouse) -> dict:
         "and period (`<slug>_<basis>_<period>_<window>`) and views that union the windows."
     ),
 )
-def metrics(
-    context: dg.AssetExecutionContext,
-    experimenter: Experimenter,
-    metric_hub: MetricHub,
-    warehouse: Warehouse,
-    export_store: ExportStore,  # noqa: ARG001 - run_cells writes errors_<slug>.json through it
-) -> dg.MaterializeResult:
-    return run_cells(context, experimenter, metric_hub, lambda cell: compute_metrics(cell, warehouse))

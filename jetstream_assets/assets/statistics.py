@@ -10,11 +10,8 @@ import pandas as pd
 from metric_config_parser.metric import AnalysisPeriod
 
 from jetstream_assets.analysis import Cell
-from jetstream_assets.assets.cells import noop, run_cells
-from jetstream_assets.assets.common import ANALYSIS_ASSET_ARGS, code_version, md_table, warehouse_kind
-from jetstream_assets.config.metric_hub import MetricHub
-from jetstream_assets.experimenter.resource import Experimenter
-from jetstream_assets.exports.store import ExportStore
+from jetstream_assets.assets.cells import analysis_asset, noop
+from jetstream_assets.assets.common import code_version, md_table, warehouse_kind
 from jetstream_assets.monitoring import log_context
 from jetstream_assets.sql import names
 from jetstream_assets.sql.queries import bases_for, metrics_for, segments_of
@@ -211,8 +208,9 @@ def compute_statistics(cell: Cell, warehouse: Warehouse) -> dict:
     return metadata
 
 
-@dg.asset(
-    **ANALYSIS_ASSET_ARGS,
+statistics = analysis_asset(
+    "statistics",
+    lambda cell, r: compute_statistics(cell, r.warehouse),
     group_name="experiments",
     kinds={"python", "pandas", warehouse_kind()},
     deps=["metrics"],
@@ -225,11 +223,3 @@ def compute_statistics(cell: Cell, warehouse: Warehouse) -> dict:
         "vectorised engine; the metadata previews each branch's relative uplift with its 95% interval."
     ),
 )
-def statistics(
-    context: dg.AssetExecutionContext,
-    experimenter: Experimenter,
-    metric_hub: MetricHub,
-    warehouse: Warehouse,
-    export_store: ExportStore,  # noqa: ARG001 - run_cells writes errors_<slug>.json through it
-) -> dg.MaterializeResult:
-    return run_cells(context, experimenter, metric_hub, lambda cell: compute_statistics(cell, warehouse))

@@ -26,6 +26,7 @@ from jetstream_assets.checks.results import (
     metadata_value,
     nothing_to_check,
 )
+from jetstream_assets.partitions import ANALYSIS_PARTITIONS
 
 SAMPLE_RATIO_MISMATCH = "sample_ratio_mismatch"
 ENROLLED_CLIENTS = "enrolled_clients"
@@ -250,7 +251,7 @@ def _no_enrollments_why(outcomes: list[Outcome]) -> str:
 
 
 def sample_ratio_mismatch_result(outcomes: list[Outcome]) -> dg.AssetCheckResult:
-    """One SRM result for the step: fails when any experiment whose enrollments the step computed fails."""
+    """The SRM result of some cells (run_cells passes one): fails when any experiment among them fails."""
     cells = _latest_per_experiment(outcomes)
     if not cells:
         return nothing_to_check(SAMPLE_RATIO_MISMATCH, SRM_SEVERITY, _no_enrollments_why(outcomes))
@@ -304,7 +305,7 @@ def no_clients_description(slug: str, first_day: Any, last_day: Any) -> str:
 
 
 def enrolled_clients_result(outcomes: list[Outcome]) -> dg.AssetCheckResult:
-    """One result for the step: fails when an experiment whose enrollments the step computed has none."""
+    """The result of some cells (run_cells passes one): fails when an experiment among them has no clients."""
     cells = _latest_per_experiment(outcomes)
     if not cells:
         return nothing_to_check(ENROLLED_CLIENTS, ENROLLED_CLIENTS_SEVERITY, _no_enrollments_why(outcomes))
@@ -339,6 +340,7 @@ def enrollments_check_specs(asset: str) -> list[dg.AssetCheckSpec]:
         dg.AssetCheckSpec(
             SAMPLE_RATIO_MISMATCH,
             asset=asset,
+            partitions_def=ANALYSIS_PARTITIONS,
             description=(
                 "Enrolled clients per branch match the experiment's branch ratios (chi-square goodness of fit; "
                 f"warns below p = {SRM_P_THRESHOLD:g}). A mismatch means something treated branches differently "
@@ -348,14 +350,16 @@ def enrollments_check_specs(asset: str) -> list[dg.AssetCheckSpec]:
         dg.AssetCheckSpec(
             ENROLLED_CLIENTS,
             asset=asset,
+            partitions_def=ANALYSIS_PARTITIONS,
             description="Once enrollment has ended, the experiment has enrolled clients.",
         ),
     ]
 
 
-def enrollments_checks(outcomes: list[Outcome]) -> list[dg.AssetCheckResult]:
-    """run_cells' `checks=` hook for the enrollments asset: one result per declared check."""
+def enrollments_checks(outcome: Outcome, resources: Any = None) -> list[dg.AssetCheckResult]:  # noqa: ARG001
+    """The enrollments asset's checks of one cell, recorded on that cell's partition: the verdict of an
+    experiment stays on its own partitions, whatever other experiments' steps find later."""
     return [
-        guarded(SAMPLE_RATIO_MISMATCH, SRM_SEVERITY, lambda: sample_ratio_mismatch_result(outcomes)),
-        guarded(ENROLLED_CLIENTS, ENROLLED_CLIENTS_SEVERITY, lambda: enrolled_clients_result(outcomes)),
+        guarded(SAMPLE_RATIO_MISMATCH, SRM_SEVERITY, lambda: sample_ratio_mismatch_result([outcome])),
+        guarded(ENROLLED_CLIENTS, ENROLLED_CLIENTS_SEVERITY, lambda: enrolled_clients_result([outcome])),
     ]

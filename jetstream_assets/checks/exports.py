@@ -7,7 +7,6 @@ here, not in the payload we meant to write).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import dagster as dg
@@ -23,6 +22,7 @@ from jetstream_assets.checks.results import (
     nothing_to_check,
 )
 from jetstream_assets.exports.statistics import IDENTITY_COLUMNS
+from jetstream_assets.partitions import ANALYSIS_PARTITIONS
 from jetstream_assets.exports.store import ERRORS_DIR, METADATA_DIR, STATISTICS_DIR, ExportStore
 
 EXPORTS_VALID = "exports_valid"
@@ -91,7 +91,7 @@ def validation_error(store: ExportStore, path: str) -> str | None:
 
 
 def exports_valid_result(store: ExportStore, outcomes: list[Outcome]) -> dg.AssetCheckResult:
-    """One result for the step: every file its computed cells wrote validates against its schema."""
+    """The result of some cells (run_cells passes one): every file they wrote validates against its schema."""
     written: dict[str, str] = {}  # path -> experiment slug
     for plan, metadata in computed_cells(outcomes):
         for path in metadata_value(metadata, EXPORTED_PATHS) or []:
@@ -137,6 +137,7 @@ def exports_check_specs(asset: str) -> list[dg.AssetCheckSpec]:
         dg.AssetCheckSpec(
             EXPORTS_VALID,
             asset=asset,
+            partitions_def=ANALYSIS_PARTITIONS,
             description=(
                 "Every file this step wrote, read back from the export store, validates against the "
                 "mozilla-nimbus-schemas model Experimenter reads it with."
@@ -145,8 +146,8 @@ def exports_check_specs(asset: str) -> list[dg.AssetCheckSpec]:
     ]
 
 
-def exports_checks(store: ExportStore) -> Callable[[list[Outcome]], list[dg.AssetCheckResult]]:
-    """run_cells' `checks=` hook for an export asset writing through `store`."""
-    return lambda outcomes: [
-        guarded(EXPORTS_VALID, EXPORTS_VALID_SEVERITY, lambda: exports_valid_result(store, outcomes))
-    ]
+def exports_checks(outcome: Outcome, resources: Any) -> list[dg.AssetCheckResult]:
+    """An export asset's check of one cell (recorded on its partition): the files it wrote, read back
+    through the step's export store."""
+    store = resources.export_store
+    return [guarded(EXPORTS_VALID, EXPORTS_VALID_SEVERITY, lambda: exports_valid_result(store, [outcome]))]
