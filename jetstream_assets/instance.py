@@ -29,8 +29,9 @@ HEADER = "# Written by jetstream-assets"
 HOST_TAG = "jetstream/host"  # the machine of a run the CLI executes in its own process
 MONITORING_SECONDS = "JETSTREAM_RUN_MONITORING_SECONDS"  # how often the daemon checks runs (default 15)
 MAX_CONCURRENT_RUNS = 2  # 2 cores
-# The queue: Dagster's, with the limits below (every launch path tags its runs with EXPERIMENT_TAG).
-RUN_COORDINATOR = ("dagster._core.run_coordinator", "QueuedRunCoordinator")
+# The queue: Dagster's, which first tags runs launched from the UI or by a backfill with EXPERIMENT_TAG
+# (ExperimentRunCoordinator), with the limits below.
+RUN_COORDINATOR = ("jetstream_assets.reruns", "ExperimentRunCoordinator")
 # A run the CLI has created but not started yet; older claims go first (two CLIs started at once).
 CLAIM_SECONDS = 60
 

@@ -15,12 +15,20 @@ import datetime as dt
 import logging
 import os
 
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+from dagster._core.run_coordinator import QueuedRunCoordinator, SubmitRunContext
+from dagster._core.storage.dagster_run import DagsterRun
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+    BACKFILL_ID_TAG,
+    MULTIDIMENSIONAL_PARTITION_PREFIX,
+    PARTITION_NAME_TAG,
+)
 from metric_config_parser.metric import AnalysisPeriod
 
 from jetstream_assets.analysis import Cell, Planner
 from jetstream_assets.exports.store import ExportStore, statistics_path
-from jetstream_assets.partitions import ANALYSIS_DATES, cell_key
+from jetstream_assets.partitions import ANALYSIS_DATES, cell_key, parse_key
 from jetstream_assets.sql import names
 from jetstream_assets.sql.queries import bases_for
 from jetstream_assets.warehouse.base import Warehouse
@@ -65,6 +73,57 @@ def run_tags(
     if commit:
         tags[COMMIT_TAG] = commit
     return tags
+
+
+def _experiments_of(tags: dict[str, str]) -> set[str]:
+    """The experiments a run covers, read from the partition tags Dagster sets (one key, or a range)."""
+    if f"{MULTIDIMENSIONAL_PARTITION_PREFIX}experiment" in tags:
+        return {tags[f"{MULTIDIMENSIONAL_PARTITION_PREFIX}experiment"]}
+    keys = [tags.get(t) for t in (PARTITION_NAME_TAG, ASSET_PARTITION_RANGE_START_TAG, ASSET_PARTITION_RANGE_END_TAG)]
+    slugs = set()
+    for key in filter(None, keys):
+        if "|" in key:  # an analysis cell; the aggregates' plain dates are not
+            slugs.add(parse_key(key)[0])
+    return slugs
+
+
+def launch_tags(tags: dict[str, str]) -> dict[str, str]:
+    """The jetstream/* tags a run launched outside the sensors and the CLI lacks (the UI's Materialize, a
+    backfill): the experiment (so the one-run-per-experiment limit applies) and why it runs."""
+    if EXPERIMENT_TAG in tags:
+        return {}
+    slugs = _experiments_of(tags)
+    if len(slugs) != 1:  # not an analysis run, or one over several experiments: nothing to key on
+        return {}
+    added = {EXPERIMENT_TAG: slugs.pop()}
+    if REASON_TAG not in tags:
+        if tags.get(BACKFILL_ID_TAG):
+            added[REASON_TAG] = f"backfill {tags[BACKFILL_ID_TAG]}"
+        elif tags.get("dagster/from_ui") == "true":
+            added[REASON_TAG] = "launched from the Dagster UI"
+        else:
+            added[REASON_TAG] = "launched by hand"
+    return added
+
+
+class ExperimentRunCoordinator(QueuedRunCoordinator):
+    """Dagster's queued run coordinator that first gives each analysis run the jetstream/* tags.
+
+    Runs launched from the UI or by a backfill carry only Dagster's partition tags: a single cell gets
+    `dagster/partition/experiment`, but a single-run backfill over a range gets only the range tags, so no
+    tag Dagster sets names the experiment on every launch path. Tagging at submission lets one
+    `tag_concurrency_limits` rule on `jetstream/experiment` hold for every path, and lets the runs list
+    filter any run by experiment. Configure it as the instance's run_coordinator (same config as
+    QueuedRunCoordinator)."""
+
+    def submit_run(self, context: SubmitRunContext) -> DagsterRun:
+        run = context.dagster_run
+        added = launch_tags(dict(run.tags))
+        if added:
+            self._instance.add_run_tags(run.run_id, added)
+            refreshed = self._instance.get_run_by_id(run.run_id)
+            context = context._replace(dagster_run=refreshed or run)
+        return super().submit_run(context)
 
 
 def is_full_rerun(planner: Planner, slug: str, step_dates: set[dt.date], run_tags: dict[str, str]) -> bool:
