@@ -9,8 +9,11 @@ import datetime as dt
 import dagster as dg
 import pytest
 from dagster._core.event_api import PartitionKeyFilter
+from dagster._core.remote_origin import InProcessCodeLocationOrigin, RemoteJobOrigin, RemoteRepositoryOrigin
 from dagster._core.run_coordinator import SubmitRunContext
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+from dagster._core.test_utils import create_run_for_test
+from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 
 from jetstream_assets import analysis
 from jetstream_assets.assets.cells import CellError, analysis_asset
@@ -153,7 +156,15 @@ def test_srm_and_enrolled_clients_are_recorded_per_partition(world):
 
 
 def test_ui_and_backfill_runs_get_the_experiment_tag_at_submission(world):
-    job = world.defs.resolve_job_def("analysis")
+    origin = RemoteJobOrigin(
+        repository_origin=RemoteRepositoryOrigin(
+            code_location_origin=InProcessCodeLocationOrigin(
+                LoadableTargetOrigin(module_name="jetstream_assets.definitions")
+            ),
+            repository_name="__repository__",
+        ),
+        job_name="analysis",
+    )
     overrides = {"run_coordinator": {"module": "jetstream_assets.reruns", "class": "ExperimentRunCoordinator",
                                      "config": {"max_concurrent_runs": 2, "tag_concurrency_limits": [
                                          {"key": EXPERIMENT_TAG, "value": {"applyLimitPerUniqueValue": True},
@@ -170,7 +181,7 @@ def test_ui_and_backfill_runs_get_the_experiment_tag_at_submission(world):
                    "dagster/partition/analysis_date": last.isoformat(), "dagster/from_ui": "true"},
         }
         for how, tags in launches.items():
-            run = instance.create_run_for_job(job_def=job, tags=tags)
+            run = create_run_for_test(instance, job_name="analysis", tags=tags, remote_job_origin=origin)
             submitted = instance.run_coordinator.submit_run(SubmitRunContext(run, workspace=None))
             assert submitted.status == dg.DagsterRunStatus.QUEUED
             assert submitted.tags[EXPERIMENT_TAG] == SLUG, how
