@@ -10,6 +10,7 @@ import dagster as dg
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from dagster._core.event_api import PartitionKeyFilter
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
@@ -123,6 +124,24 @@ def test_planted_sample_ratio_mismatch_fails_with_warn_naming_the_experiment(wor
     assert SRM_SLUG in srm.description and "Sample ratio mismatch" in srm.description
     # a warning: the asset materialized and the enrolled_clients check passed
     assert _evaluations(result)[("enrollments", "enrolled_clients")].passed
+
+
+def test_an_experiments_srm_warning_survives_another_experiments_step(world):
+    """Checks are partitioned: demo-complete's clean step cannot turn demo-live's warning green."""
+    srm_run = _run_enrollments(world, SRM_SLUG)
+    clean_run = _run_enrollments(world, "demo-complete")
+    check = dg.AssetCheckKey(ENROLLMENTS, "sample_ratio_mismatch")
+    srm_cell = str(cell_key(SRM_SLUG, _last_enrollment_date(world, SRM_SLUG)))
+    clean_cell = str(cell_key("demo-complete", _last_enrollment_date(world, "demo-complete")))
+    storage = world.instance.event_log_storage
+    latest = {
+        cell: storage.get_latest_asset_check_execution_by_key([check], partition_filter=PartitionKeyFilter(key=cell))[check]
+        for cell in (srm_cell, clean_cell)
+    }
+    assert latest[srm_cell].run_id == srm_run.run_id and latest[clean_cell].run_id == clean_run.run_id
+    assert latest[srm_cell].status == AssetCheckExecutionRecordStatus.FAILED
+    assert latest[clean_cell].status == AssetCheckExecutionRecordStatus.SUCCEEDED
+    assert not latest[srm_cell].evaluation.passed and latest[srm_cell].evaluation.severity == dg.AssetCheckSeverity.WARN
 
 
 def test_experiment_without_enrolled_clients_fails_with_error(world):
