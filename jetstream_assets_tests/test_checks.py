@@ -167,7 +167,7 @@ def test_step_result_fails_when_any_experiment_fails_and_names_it():
 
 def test_every_declared_check_gets_a_result_even_with_nothing_to_check():
     outcomes = [(NoOp("exp", START, "enrollment_not_complete", "still enrolling"), {"status": "no-op"})]
-    results = enrollments_checks(outcomes)
+    results = enrollments_checks(outcomes[0])
     assert [r.check_name for r in results] == ["sample_ratio_mismatch", "enrolled_clients"]
     assert all(r.passed and r.description.startswith("Nothing to check") for r in results)
 
@@ -188,7 +188,7 @@ def test_experiment_without_enrolled_clients_fails_with_likely_causes():
 
 def test_a_check_that_breaks_reports_a_failed_result_instead_of_failing_the_step():
     outcomes = [_computed("exp-broken", {"control": -1, "treatment": 1}, {"control": 10, "treatment": 10})]
-    srm = enrollments_checks(outcomes)[0]
+    srm = enrollments_checks(outcomes[0])[0]
     assert not srm.passed and "could not run" in srm.description and "exp-broken" in srm.description
 
 
