@@ -7,8 +7,6 @@ import datetime as dt
 import json
 
 import dagster as dg
-import pandas as pd
-import pyarrow.parquet as pq
 import pytest
 from dagster._core.event_api import PartitionKeyFilter
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
@@ -18,26 +16,12 @@ from jetstream_assets.assets.exports import statistics_export
 from jetstream_assets.exports.store import LocalExportStore
 from jetstream_assets.partitions import cell_key
 from jetstream_assets.runner import run_experiment
-from jetstream_assets_tests.worlds import build_world
+from jetstream_assets_tests.worlds import build_world, drop_enrollments as _drop_enrollments
 
 CLIENTS = 3_000
 SRM_SLUG, SRM_BRANCH = "demo-live", "treatment-a"  # half of this branch's enrollments are dropped
 EMPTY_SLUG = "demo-custom"  # every enrollment event of it is dropped
 ENROLLMENTS = dg.AssetKey("enrollments")
-
-
-def _drop_enrollments(events_file, slug: str, branch: str | None, keep_every: int | None) -> int:
-    """Drop `slug`'s enroll events (of `branch`, or all; keeping every `keep_every`-th) from the telemetry."""
-    table = pq.read_table(events_file)
-    events = table.select(["event_method", "event_string_value", "event_map_values"]).to_pandas()
-    branches = events["event_map_values"].map(lambda pairs: dict(pairs).get("branch"))
-    hit = (events["event_method"] == "enroll") & (events["event_string_value"] == slug)
-    if branch is not None:
-        hit &= branches == branch
-    if keep_every:
-        hit &= pd.Series(range(len(events))) % keep_every != 0
-    pq.write_table(table.filter(pd.Series(~hit).to_numpy()), events_file)
-    return int(hit.sum())
 
 
 def _last_enrollment_date(world, slug: str) -> dt.date:

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
+import pandas as pd
+import pyarrow.parquet as pq
 
 from jetstream_assets.definitions import build_definitions
 from jetstream_assets.demo.config_repo import create_config_repo
@@ -88,6 +90,20 @@ def demo_files(home: Path, clients: int):
         create_config_repo(metric_hub_dir(home))
         generate_telemetry(home / "warehouse", clients=clients, today=TODAY, experiments=experiments)
         yield env, experiments
+
+
+def drop_enrollments(events_file, slug: str, branch: str | None, keep_every: int | None) -> int:
+    """Drop `slug`'s enroll events (of `branch`, or all; keeping every `keep_every`-th) from the telemetry."""
+    table = pq.read_table(events_file)
+    events = table.select(["event_method", "event_string_value", "event_map_values"]).to_pandas()
+    branches = events["event_map_values"].map(lambda pairs: dict(pairs).get("branch"))
+    hit = (events["event_method"] == "enroll") & (events["event_string_value"] == slug)
+    if branch is not None:
+        hit &= branches == branch
+    if keep_every:
+        hit &= pd.Series(range(len(events))) % keep_every != 0
+    pq.write_table(table.filter(pd.Series(~hit).to_numpy()), events_file)
+    return int(hit.sum())
 
 
 def free_port() -> int:
