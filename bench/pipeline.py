@@ -71,7 +71,7 @@ def _reference_module():
 
 def bench(clients: int, home: Path) -> list[tuple[str, float, float]]:
     os.environ["JETSTREAM_TODAY"] = TODAY.isoformat()
-    from jetstream_assets.analysis import Planner
+    from jetstream_assets.planner import Planner
     from jetstream_assets.assets.enrollments import compute_enrollments
     from jetstream_assets.assets.exports import export_statistics
     from jetstream_assets.assets.metrics import compute_metrics

@@ -45,7 +45,7 @@ def existing_home(arg: str | None) -> Path:
 
 def _run(args: argparse.Namespace) -> int:
     home = existing_home(args.home)
-    from jetstream_assets.analysis import Planner
+    from jetstream_assets.planner import Planner
     from jetstream_assets.assets.cells import today as current_date
     from jetstream_assets.definitions import build_definitions
     from jetstream_assets.experimenter.resource import ExperimenterUnavailableError

@@ -5,7 +5,7 @@ queue's rule applied to runs the CLI executes itself.
 A run reaches the instance in one of two ways. The UI, sensors and backfills submit it to the queue; the daemon
 dequeues it when the queue's limits allow and launches it in a process of its own. The CLI and the demo execute
 it in their own process (no daemon needed), after waiting until the same limits allow it (`wait_for_turn`).
-Either way the run carries the same tags (`reruns.run_tags`), so the limits count it, and run monitoring fails
+Either way the run carries the same tags (`run_tags.run_tags`), so the limits count it, and run monitoring fails
 a run whose process died (a `kill -9`, a crash, a lost machine) so that it frees its experiment's slot.
 """
 
@@ -23,7 +23,7 @@ from dagster._core.launcher import CheckRunHealthResult, DefaultRunLauncher, Wor
 from dagster._core.storage.dagster_run import ACTIVE_RUN_STATUSES, DagsterRun, DagsterRunStatus, RunsFilter
 from dagster._utils.tags import TagConcurrencyLimitsCounter
 
-from jetstream_assets.reruns import EXPERIMENT_TAG
+from jetstream_assets.run_tags import EXPERIMENT_TAG
 
 HEADER = "# Written by jetstream-assets"
 HOST_TAG = "jetstream/host"  # the machine of a run the CLI executes in its own process
@@ -31,7 +31,7 @@ MONITORING_SECONDS = "JETSTREAM_RUN_MONITORING_SECONDS"  # how often the daemon 
 MAX_CONCURRENT_RUNS = 2  # 2 cores
 # The queue: Dagster's, which first tags runs launched from the UI or by a backfill with EXPERIMENT_TAG
 # (ExperimentRunCoordinator), with the limits below.
-RUN_COORDINATOR = ("jetstream_assets.reruns", "ExperimentRunCoordinator")
+RUN_COORDINATOR = ("jetstream_assets.run_tags", "ExperimentRunCoordinator")
 # A run the CLI has created but not started yet; older claims go first (two CLIs started at once).
 CLAIM_SECONDS = 60
 

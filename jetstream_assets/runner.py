@@ -2,7 +2,7 @@
 `run` and the demo call. One experiment's dates are one run (a single-run backfill), like Jetstream's
 `rerun`, not one process per date.
 
-The run executes in the caller's process, with the tags every launch path gives (`reruns.run_tags`), once the
+The run executes in the caller's process, with the tags every launch path gives (`run_tags.run_tags`), once the
 instance's run queue would let it start (`instance.wait_for_turn`: one run per experiment at a time). Only an
 experiment Experimenter knows (or one the instance already has) gets a partition: a typo is refused with the
 nearest known slugs. While it works, `progress` hears which step runs and how many cells are done.
@@ -28,7 +28,7 @@ from dagster._core.storage.dagster_run import DagsterRun
 from jetstream_assets.experimenter.models import ExperimenterRecordError, validate_slug
 from jetstream_assets.instance import blocking_runs, host_tags, prepare_instance, wait_for_turn
 from jetstream_assets.partitions import EXPERIMENTS
-from jetstream_assets.reruns import EXPERIMENT_TAG, first_grid_date, run_tags
+from jetstream_assets.run_tags import EXPERIMENT_TAG, first_grid_date, run_tags
 
 __all__ = ["RunProgress", "RunSummary", "UnknownExperimentError", "prepare_instance", "run_experiment"]
 

@@ -9,7 +9,7 @@ import dagster as dg
 import pytest
 from scipy import stats
 
-from jetstream_assets.analysis import Cell, NoOp
+from jetstream_assets.planner import Cell, NoOp
 from jetstream_assets.checks import (
     EXPORTED_PATHS,
     SRM_P_THRESHOLD,

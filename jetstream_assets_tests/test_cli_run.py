@@ -20,7 +20,7 @@ from dagster._core.test_utils import create_run_for_test
 from jetstream_assets.cli import main
 from jetstream_assets.instance import HOST_TAG, host_tags, prepare_instance
 from jetstream_assets.partitions import EXPERIMENTS
-from jetstream_assets.reruns import EXPERIMENT_TAG
+from jetstream_assets.run_tags import EXPERIMENT_TAG
 from jetstream_assets.runner import RunProgress, UnknownExperimentError, run_experiment
 from jetstream_assets_tests.worlds import TODAY, build_world
 

@@ -11,7 +11,7 @@ import pytest
 from dagster_gcp import GCSResource
 from metric_config_parser.metric import AnalysisPeriod
 
-from jetstream_assets.analysis import Cell, Planner
+from jetstream_assets.planner import Cell, Planner
 from jetstream_assets.assets.exports import export_metadata, export_statistics
 from jetstream_assets.checks.exports import validation_error
 from jetstream_assets.config.metric_hub import MetricHub

@@ -11,7 +11,7 @@ import pytest
 from metric_config_parser.metric import AnalysisPeriod
 from mozilla_nimbus_schemas.jetstream import Metadata, Statistics
 
-from jetstream_assets.analysis import Planner
+from jetstream_assets.planner import Planner
 from jetstream_assets.demo.experiments import expected_uplift
 from jetstream_assets.sql import names
 from jetstream_assets.windows import windows_closing_on

@@ -18,7 +18,7 @@ from dagster_gcp import GCSResource
 from jetstream_assets.definitions import build_definitions
 from jetstream_assets.jobs import ANALYSIS_ASSETS
 from jetstream_assets.partitions import EXPERIMENTS, cell_key
-from jetstream_assets.reruns import EXPERIMENT_TAG
+from jetstream_assets.run_tags import EXPERIMENT_TAG
 from jetstream_assets.resources import experimenter_file
 from jetstream_assets_tests.daemons import env_for, failures, running_daemon, wait_for
 from jetstream_assets_tests.postgres import postgres_server

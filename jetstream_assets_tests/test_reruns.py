@@ -7,9 +7,10 @@ import json
 
 import pytest
 
-from jetstream_assets.analysis import Planner
+from jetstream_assets.planner import Planner
 from jetstream_assets.exports.store import statistics_path
-from jetstream_assets.reruns import RERUN_TAG, expected_outputs
+from jetstream_assets.run_tags import RERUN_TAG
+from jetstream_assets.stale_outputs import expected_outputs
 from jetstream_assets.resources import experimenter_file
 from jetstream_assets.runner import run_experiment
 from jetstream_assets.sql import names

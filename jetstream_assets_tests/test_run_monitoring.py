@@ -15,7 +15,7 @@ import pytest
 
 from jetstream_assets.instance import MONITORING_SECONDS, prepare_instance, worker_pid
 from jetstream_assets.partitions import EXPERIMENTS
-from jetstream_assets.reruns import EXPERIMENT_TAG, run_tags
+from jetstream_assets.run_tags import EXPERIMENT_TAG, run_tags
 from jetstream_assets_tests.daemons import BIN, env_for, launch, running_daemon, wait_for
 from jetstream_assets_tests.worlds import TODAY, build_world
 

@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 
 from jetstream_assets.experimenter.models import Experiment
-from jetstream_assets.runnable import Skip, check_runnable
+from jetstream_assets.eligibility import Skip, check_runnable
 
 D = dt.date
 APPS = {"firefox_desktop", "fenix"}

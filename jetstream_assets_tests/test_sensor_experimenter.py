@@ -16,7 +16,7 @@ from jetstream_assets.demo.config_repo import create_config_repo
 from jetstream_assets.demo.experiments import demo_experiments
 from jetstream_assets.experimenter.resource import Experimenter
 from jetstream_assets.partitions import EXPERIMENTS
-from jetstream_assets.reruns import RERUN_TAG
+from jetstream_assets.run_tags import RERUN_TAG
 from jetstream_assets.sensors.experimenter import evaluate, experimenter_sensor
 
 from .worlds import TODAY

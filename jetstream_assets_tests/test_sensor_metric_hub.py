@@ -14,7 +14,7 @@ from jetstream_assets.demo.config_repo import create_config_repo
 from jetstream_assets.demo.experiments import write_experimenter_file
 from jetstream_assets.experimenter.resource import Experimenter
 from jetstream_assets.partitions import EXPERIMENTS
-from jetstream_assets.reruns import COMMIT_TAG, RERUN_TAG
+from jetstream_assets.run_tags import COMMIT_TAG, RERUN_TAG
 from jetstream_assets.sensors.metric_hub import metric_hub_sensor
 
 from .worlds import TODAY

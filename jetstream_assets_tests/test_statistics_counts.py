@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 from metric_config_parser.metric import AnalysisPeriod
 
-from jetstream_assets.analysis import Cell
+from jetstream_assets.planner import Cell
 from jetstream_assets.assets.statistics import compute_window_statistics
 from jetstream_assets.config import load_metric_hub, resolve_config
 from jetstream_assets.sql import names

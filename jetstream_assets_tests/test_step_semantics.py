@@ -15,11 +15,11 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PART
 from dagster._core.test_utils import create_run_for_test
 from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 
-from jetstream_assets import analysis
+from jetstream_assets import planner as analysis
 from jetstream_assets.assets.cells import CellError, analysis_asset
 from jetstream_assets.assets.plan import analysis_plan
 from jetstream_assets.partitions import ANALYSIS_PARTITIONS, cell_key
-from jetstream_assets.reruns import EXPERIMENT_TAG, REASON_TAG, ExperimentRunCoordinator, launch_tags
+from jetstream_assets.run_tags import EXPERIMENT_TAG, REASON_TAG, ExperimentRunCoordinator, launch_tags
 
 from .worlds import build_world
 
@@ -165,7 +165,7 @@ def test_ui_and_backfill_runs_get_the_experiment_tag_at_submission(world):
         ),
         job_name="analysis",
     )
-    overrides = {"run_coordinator": {"module": "jetstream_assets.reruns", "class": "ExperimentRunCoordinator",
+    overrides = {"run_coordinator": {"module": "jetstream_assets.run_tags", "class": "ExperimentRunCoordinator",
                                      "config": {"max_concurrent_runs": 2, "tag_concurrency_limits": [
                                          {"key": EXPERIMENT_TAG, "value": {"applyLimitPerUniqueValue": True},
                                           "limit": 1}]}}}

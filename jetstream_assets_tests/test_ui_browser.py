@@ -42,7 +42,7 @@ from jetstream_assets.assets.plan import ANALYSIS_STEPS
 from jetstream_assets.definitions import build_definitions
 from jetstream_assets.exports.store import report_path
 from jetstream_assets.partitions import ANALYSIS_PARTITIONS
-from jetstream_assets.reruns import EXPERIMENT_TAG, REASON_TAG
+from jetstream_assets.run_tags import EXPERIMENT_TAG, REASON_TAG
 from jetstream_assets.resources import experimenter_file
 from jetstream_assets.sql import names
 from jetstream_assets.windows import AnalysisPeriod, rerun_dates
@@ -58,7 +58,7 @@ SRM_SLUG, SRM_BRANCH = "demo-live", "treatment-a"  # half of this branch's enrol
 # The demo's queue (one run per experiment), dequeued every second; the daemon of the test runs it.
 DAGSTER_YAML = """\
 run_coordinator:
-  module: jetstream_assets.reruns
+  module: jetstream_assets.run_tags
   class: ExperimentRunCoordinator
   config:
     max_concurrent_runs: 2

@@ -34,7 +34,7 @@ from dagster._core.storage.tags import (
 )
 
 from jetstream_assets import monitoring
-from jetstream_assets.analysis import Cell, NoOp, Planner
+from jetstream_assets.planner import Cell, NoOp, Planner
 from jetstream_assets.assets.common import ANALYSIS_ASSET_ARGS
 from jetstream_assets.config.metric_hub import MetricHub
 from jetstream_assets.experimenter.resource import Experimenter

@@ -4,7 +4,7 @@
 import dagster as dg
 from metric_config_parser.metric import AnalysisPeriod
 
-from jetstream_assets.analysis import Cell
+from jetstream_assets.planner import Cell
 from jetstream_assets.assets.cells import analysis_asset, noop
 from jetstream_assets.assets.common import code_version, md_table, sql_block, warehouse_kind
 from jetstream_assets.assets.telemetry import ENROLLMENTS_SOURCES
@@ -54,7 +54,7 @@ enrollments = analysis_asset(
     group_name="experiments",
     kinds={warehouse_kind(), "sql"},
     deps=["analysis_plan", *ENROLLMENTS_SOURCES],
-    code_version=code_version("assets/enrollments.py", "sql", "analysis.py", "windows.py", "checks"),
+    code_version=code_version("assets/enrollments.py", "sql", "planner.py", "windows.py", "checks"),
     check_specs=enrollments_check_specs("enrollments"),
     checks=enrollments_checks,
     description=(

@@ -9,7 +9,7 @@ from typing import Any
 import dagster as dg
 from metric_config_parser.metric import AnalysisPeriod
 
-from jetstream_assets.analysis import Cell
+from jetstream_assets.planner import Cell
 from jetstream_assets.assets.cells import analysis_asset, noop
 from jetstream_assets.assets.common import code_version, export_kind
 from jetstream_assets.checks.enrollments import branch_clients

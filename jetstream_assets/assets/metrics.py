@@ -8,7 +8,7 @@ import attr
 import dagster as dg
 import pandas as pd
 
-from jetstream_assets.analysis import Cell
+from jetstream_assets.planner import Cell
 from jetstream_assets.assets.cells import CellError, analysis_asset, noop
 from jetstream_assets.assets.common import code_version, md_table, sql_block, warehouse_kind
 from jetstream_assets.assets.telemetry import METRICS_SOURCES
@@ -118,7 +118,7 @@ metrics = analysis_asset(
     group_name="experiments",
     kinds={warehouse_kind(), "sql"},
     deps=["enrollments", *METRICS_SOURCES],
-    code_version=code_version("assets/metrics.py", "sql", "analysis.py", "windows.py"),
+    code_version=code_version("assets/metrics.py", "sql", "planner.py", "windows.py"),
     description=(
         "Per-client metrics of every analysis window that closes on this date: one table per basis "
         "and period (`<slug>_<basis>_<period>_<window>`) and views that union the windows."

@@ -21,12 +21,13 @@ import logging
 
 import dagster as dg
 
-from jetstream_assets.analysis import Cell, NoOp, Planner
+from jetstream_assets.planner import Cell, NoOp, Planner
 from jetstream_assets.assets.cells import StepResources, analysis_asset, today
 from jetstream_assets.assets.common import code_version
 from jetstream_assets.config.fingerprint import PRESENTATION_FIELDS, canonical, digest
 from jetstream_assets.partitions import parse_key
-from jetstream_assets.reruns import first_grid_date, is_full_rerun, purge_stale
+from jetstream_assets.run_tags import first_grid_date
+from jetstream_assets.stale_outputs import is_full_rerun, purge_stale
 
 logger = logging.getLogger("jetstream_assets")
 
@@ -158,7 +159,7 @@ analysis_plan = analysis_asset(
     group_name="experiments",
     kinds={"python"},
     deps=[],
-    code_version=code_version("assets/plan.py", "analysis.py", "runnable.py", "windows.py", "config"),
+    code_version=code_version("assets/plan.py", "planner.py", "eligibility.py", "stale_outputs.py", "windows.py", "config"),
     before=purge_before_full_reruns,
     description=(
         "The plan of each (experiment, analysis date) cell, made once per run: the analysis windows that "

@@ -9,7 +9,7 @@ import dagster as dg
 import pandas as pd
 from metric_config_parser.metric import AnalysisPeriod
 
-from jetstream_assets.analysis import Cell
+from jetstream_assets.planner import Cell
 from jetstream_assets.assets.cells import analysis_asset, noop
 from jetstream_assets.assets.common import code_version, md_table, warehouse_kind
 from jetstream_assets.monitoring import log_context
@@ -214,7 +214,7 @@ statistics = analysis_asset(
     group_name="experiments",
     kinds={"python", "pandas", warehouse_kind()},
     deps=["metrics"],
-    code_version=code_version("statistics", "assets/statistics.py", "analysis.py", "windows.py"),
+    code_version=code_version("statistics", "assets/statistics.py", "planner.py", "windows.py"),
     description=(
         "Statistics with confidence intervals per branch, and every branch compared with every other "
         "(difference, relative uplift), for each metric, segment and basis of the windows closing on "

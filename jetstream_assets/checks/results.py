@@ -13,7 +13,7 @@ from typing import Any
 
 import dagster as dg
 
-from jetstream_assets.analysis import Cell, NoOp
+from jetstream_assets.planner import Cell, NoOp
 
 logger = logging.getLogger("jetstream_assets")
 

@@ -42,7 +42,7 @@ def run_demo(home: Path, clients: int = 100_000) -> int:
     from jetstream_assets.cli import ProgressPrinter, format_summary
     from jetstream_assets.definitions import build_definitions
     from jetstream_assets.runner import prepare_instance, run_experiment
-    from jetstream_assets.analysis import Planner
+    from jetstream_assets.planner import Planner
 
     if not 1 <= clients <= MAX_CLIENTS:
         print(f"error: --clients must be between 1 and {MAX_CLIENTS:,}", file=sys.stderr)

@@ -23,14 +23,14 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
-from jetstream_assets.analysis import Planner
+from jetstream_assets.planner import Planner
 from jetstream_assets.assets.cells import today as current_date
 from jetstream_assets.config.metric_hub import MetricHub
 from jetstream_assets.experimenter.models import Experiment, analysable, validate_slug
 from jetstream_assets.experimenter.resource import Experimenter, ExperimenterUnavailableError
 from jetstream_assets.jobs import analysis_job, experimenter_snapshot_job
 from jetstream_assets.partitions import EXPERIMENTS, parse_key
-from jetstream_assets.reruns import first_grid_date, run_tags, sensor_interval
+from jetstream_assets.run_tags import first_grid_date, run_tags, sensor_interval
 
 logger = logging.getLogger("jetstream_assets")
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
-from jetstream_assets.analysis import Cell, Planner
+from jetstream_assets.planner import Cell, Planner
 from jetstream_assets.assets.cells import today as current_date
 from jetstream_assets.config.fingerprint import config_digest, resolution_key
 from jetstream_assets.config.metric_hub import LoadedConfigs, MetricHub
@@ -33,7 +33,7 @@ from jetstream_assets.experimenter.models import Experiment
 from jetstream_assets.experimenter.resource import Experimenter, ExperimenterUnavailableError
 from jetstream_assets.jobs import analysis_job
 from jetstream_assets.partitions import EXPERIMENTS
-from jetstream_assets.reruns import first_grid_date, run_tags, sensor_interval
+from jetstream_assets.run_tags import first_grid_date, run_tags, sensor_interval
 
 logger = logging.getLogger("jetstream_assets")
 LOGGED = 50  # experiments named per log line of a tick
