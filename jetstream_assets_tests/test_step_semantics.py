@@ -5,6 +5,7 @@ the step was not handed is refused, and every launch path gets the jetstream/* t
 from __future__ import annotations
 
 import datetime as dt
+import os
 
 import dagster as dg
 import pytest
@@ -189,3 +190,17 @@ def test_ui_and_backfill_runs_get_the_experiment_tag_at_submission(world):
     # a sensor's or the CLI's own tags are kept; other jobs (aggregates: plain dates) are left alone
     assert launch_tags({EXPERIMENT_TAG: "x", ASSET_PARTITION_RANGE_START_TAG: "2026-01-01|y"}) == {}
     assert launch_tags({"dagster/partition": "2026-11-20"}) == {}
+
+
+def test_a_live_experiments_dates_show_what_is_still_to_come(world):
+    slug = "demo-live"
+    last = _last_enrollment(world, slug)
+    result = world.defs.resolve_job_def("analysis").execute_in_process(
+        instance=world.instance, tags=_tags(world, slug, last, last), asset_selection=[dg.AssetKey("analysis_plan")],
+    )
+    assert result.success
+    (plan,) = result.asset_materializations_for_node("analysis_plan")
+    table = plan.metadata["experiment_dates"].value
+    today = dt.date.fromisoformat(os.environ["JETSTREAM_TODAY"])
+    assert f"| {today} | still to come |" in table and "1 still to come" in table
+    assert f"| {last} | enrollments only |" in table or f"| {last} | computes" in table

@@ -236,18 +236,8 @@ def _launch_from_ui(page, url: str, day: dt.date, instance: dg.DagsterInstance) 
     page.goto(f"{url}/assets/statistics_export")
     page.get_by_role("button", name="Materialize…").click()
     dialog = page.get_by_role("dialog")
-    dates = dialog.get_by_placeholder(re.compile(r"ex: "))
-    dates.wait_for()
-    item = page.get_by_role("menuitem").filter(has_text=SLUG)
-    for _ in range(5):  # the dialog reflows while its warnings load; a click then may miss the picker
-        dialog.get_by_text("Select a partition or create one").first.click()
-        with contextlib.suppress(Exception):
-            item.wait_for(timeout=3000)
-            break
-    item.click()
-    dates.click()
-    dates.fill(day.isoformat())
-    dates.press("Tab")
+    dialog.get_by_placeholder(re.compile(r"ex: ")).wait_for()
+    _pick(page, dialog, SLUG, day.isoformat())
     launch = dialog.get_by_role("button", name="Launch 1 run")
     launch.wait_for()
     _shot(page, "launch.png")
@@ -326,10 +316,8 @@ def _open_materialize(page, url: str, *, asset: str | None = None, catalog: list
     return dialog
 
 
-def _launch_backfill(page, dialog, slug: str, dates: list[dt.date], *, failed_only: bool = False,
-                     shot: str | None = None) -> str:
-    """Pick the experiment and the dates, launch one backfill; returns its id."""
-    picker = dialog.get_by_placeholder(re.compile(r"ex: "))
+def _pick(page, dialog, slug: str, dates: str) -> None:
+    """In a launch dialog: pick the experiment, then type the dates."""
     item = page.get_by_role("menuitem").filter(has_text=slug)
     for _ in range(5):  # the dialog reflows while its warnings load; a click then may miss the picker
         dialog.get_by_text("Select a partition or create one").first.click()
@@ -337,9 +325,16 @@ def _launch_backfill(page, dialog, slug: str, dates: list[dt.date], *, failed_on
             item.wait_for(timeout=3000)
             break
     item.click()
+    picker = dialog.get_by_placeholder(re.compile(r"ex: "))
     picker.click()
-    picker.fill(_date_range(dates))
+    picker.fill(dates)
     picker.press("Tab")
+
+
+def _launch_backfill(page, dialog, slug: str, dates: list[dt.date], *, failed_only: bool = False,
+                     shot: str | None = None) -> str:
+    """Pick the experiment and the dates, launch one backfill; returns its id."""
+    _pick(page, dialog, slug, _date_range(dates))
     dialog.get_by_text(f"{len(dates)} partitions", exact=True).wait_for()
     if failed_only:  # one failed cell left: the dialog launches it as one run, not a backfill
         dialog.get_by_text("Backfill only failed and missing partitions within selection").click()

@@ -80,13 +80,26 @@ def plan_metadata(cell: Cell, resources: StepResources) -> dict:  # noqa: ARG001
     }
 
 
-def _date_summary(plan: Cell | NoOp, on: dt.date) -> str:
+def _date_summary(plan: Cell | NoOp) -> str:
     if isinstance(plan, NoOp):
         return f"{'error' if plan.is_error else 'no-op'}: {plan.code}"
-    if plan.analysis_date >= on:
-        return "still to come"
     windows = ", ".join(f"{w.period.value} {w.index}" for w in plan.windows)
-    return f"computes {windows}" if windows else "enrollments only" if plan.analysis_date == plan.last_enrollment_date else "no window closes"
+    if windows:
+        return f"computes {windows}"
+    return "enrollments only" if plan.analysis_date == plan.last_enrollment_date else "no window closes"
+
+
+def _still_to_come(planner: Planner, experiment, after: dt.date | None) -> list[dt.date]:
+    """The dates after the last analysable one up to the day after the end (a live experiment: today)."""
+    try:
+        start, end = planner.effective_dates(experiment)
+    except Exception:  # noqa: BLE001 - a config error: its cells say so
+        start, end = experiment.start_date, experiment.end_date
+    if start is None:
+        return []
+    first = (after or start - dt.timedelta(days=1)) + dt.timedelta(days=1)
+    last = end + dt.timedelta(days=1) if end is not None else planner.today
+    return [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
 
 
 def experiment_dates(context: dg.AssetExecutionContext, planner: Planner, slug: str) -> dg.MetadataValue:
@@ -96,6 +109,7 @@ def experiment_dates(context: dg.AssetExecutionContext, planner: Planner, slug: 
         return dg.MetadataValue.md(f"{slug} is not in Experimenter.")
     grid = first_grid_date()
     dates = [d for d in planner.rerun_dates(experiment) if d >= grid]
+    dates += _still_to_come(planner, experiment, dates[-1] if dates else None)
     done: dict[str, set[str]] = {}
     for step in ANALYSIS_STEPS:
         try:
@@ -107,14 +121,14 @@ def experiment_dates(context: dg.AssetExecutionContext, planner: Planner, slug: 
     lines = ["| date | plan | " + " | ".join(ANALYSIS_STEPS) + " |", "|---|---|" + "---|" * len(ANALYSIS_STEPS)]
     counts = collections.Counter()
     for day in dates:
-        plan = planner.plan(slug, day)
-        summary = _date_summary(plan, on)
+        summary = "still to come" if day >= on else _date_summary(planner.plan(slug, day))
         marks = ["done" if f"{day}|{slug}" in done[s] else "-" for s in ANALYSIS_STEPS]
-        counts["done" if all(m == "done" for m in marks) else "not done"] += 1
+        counts["still to come" if day >= on else "done" if all(m == "done" for m in marks) else "not done"] += 1
         lines.append(f"| {day} | {summary} | " + " | ".join(marks) + " |")
     header = (
         f"**{slug}**: {len(dates)} analysis dates ({dates[0] if dates else '-'} .. {dates[-1] if dates else '-'}); "
-        f"{counts['done']} done by every step, {counts['not done']} not (before this run). `done` = "
+        f"{counts['done']} done by every step, {counts['not done']} not (before this run), "
+        f"{counts['still to come']} still to come. `done` = "
         "materialized (computed or no-op), `-` = missing or failed.\n\n"
     )
     return dg.MetadataValue.md(header + "\n".join(lines))
