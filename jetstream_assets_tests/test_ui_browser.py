@@ -41,6 +41,7 @@ from dagster._core.storage.asset_check_execution_record import AssetCheckExecuti
 from jetstream_assets.assets.plan import ANALYSIS_STEPS
 from jetstream_assets.definitions import build_definitions
 from jetstream_assets.exports.store import report_path
+from jetstream_assets.instance import dagster_yaml
 from jetstream_assets.partitions import ANALYSIS_PARTITIONS
 from jetstream_assets.run_tags import EXPERIMENT_TAG, REASON_TAG
 from jetstream_assets.resources import experimenter_file
@@ -55,21 +56,7 @@ SLUG = "demo-complete"
 CLIENTS = 20_000  # enough for the planted +10% active hours to clear zero in the first week
 GROUPS = ("telemetry", "experiments", "exports", "monitoring")
 SRM_SLUG, SRM_BRANCH = "demo-live", "treatment-a"  # half of this branch's enrollments are dropped
-# The demo's queue (one run per experiment), dequeued every second; the daemon of the test runs it.
-DAGSTER_YAML = """\
-run_coordinator:
-  module: jetstream_assets.run_tags
-  class: ExperimentRunCoordinator
-  config:
-    max_concurrent_runs: 2
-    dequeue_interval_seconds: 1
-    tag_concurrency_limits:
-      - key: "jetstream/experiment"
-        value: {applyLimitPerUniqueValue: true}
-        limit: 1
-telemetry:
-  enabled: false
-"""
+
 TIMEOUT_MS = 30_000
 RUN_TIMEOUT_MS = 120_000
 SENSOR_RUN_TIMEOUT_S = 900
@@ -135,7 +122,8 @@ def demo_home(tmp_path_factory):
     mismatch), after which demo-live left Experimenter (its partitions and results are kept)."""
     home = tmp_path_factory.mktemp("ui_home")
     (home / "dagster").mkdir()
-    (home / "dagster" / "dagster.yaml").write_text(DAGSTER_YAML)
+    # the instance the demo writes: the queue with one run per experiment, run monitoring
+    (home / "dagster" / "dagster.yaml").write_text(dagster_yaml(monitoring_seconds=2))
     with demo_files(home, CLIENTS) as (env, experiments):
         env = {**env, "JETSTREAM_SENSOR_INTERVAL_SECONDS": "5"}
         records = {e["slug"]: e for e in experiments}
