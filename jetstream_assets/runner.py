@@ -29,6 +29,7 @@ from jetstream_assets.experimenter.models import ExperimenterRecordError, valida
 from jetstream_assets.instance import blocking_runs, host_tags, prepare_instance, wait_for_turn
 from jetstream_assets.partitions import EXPERIMENTS
 from jetstream_assets.run_tags import EXPERIMENT_TAG, first_grid_date, run_tags
+from jetstream_assets.sql.names import check_table_names
 
 __all__ = ["RunProgress", "RunSummary", "UnknownExperimentError", "prepare_instance", "run_experiment"]
 
@@ -197,6 +198,7 @@ def run_experiment(
             f"({first_available}); set JETSTREAM_START_DATE to an earlier date."
         )
     check_known(instance, defs.resources["experimenter"], slug)
+    check_table_names(slug, instance.get_dynamic_partitions(EXPERIMENTS.name))  # never take another's tables
     if not instance.has_dynamic_partition(EXPERIMENTS.name, slug):
         instance.add_dynamic_partitions(EXPERIMENTS.name, [slug])
     all_tags = {**run_tags(slug, dates, full=full, reason=reason), **host_tags(), **(tags or {})}

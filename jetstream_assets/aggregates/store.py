@@ -39,7 +39,7 @@ from jetstream_assets.aggregates.compute import (
     parse_table_name,
 )
 from jetstream_assets.warehouse.base import Warehouse, WarehouseError
-from jetstream_assets.warehouse.local import LocalWarehouse
+from jetstream_assets.warehouse.local import LocalWarehouse, confine
 
 CHANNEL_ORDER = ("nightly", "beta", "release")
 OPTION_DIMENSIONS = ("metric", *DIMENSIONS)
@@ -288,7 +288,7 @@ class LocalAggregateStore(AggregateStore):
                 create = self._created < self._max
                 self._created += create
             if create:
-                con = duckdb.connect(":memory:", config={"threads": self._threads})
+                con = confine(duckdb.connect(":memory:", config={"threads": self._threads}), self.warehouse.root)
             else:
                 con = self._pool.get()
         try:

@@ -1,5 +1,9 @@
 """metric-hub loading and per-experiment analysis configuration."""
 
+from . import sandbox
+
+sandbox.install()  # before anything renders a metric-hub template: metric-config-parser renders sandboxed
+
 from .metric_hub import (
     ConfigFileError,
     LoadedConfigs,

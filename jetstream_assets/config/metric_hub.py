@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import functools
 import hashlib
 import io
 import logging
@@ -42,7 +43,11 @@ from metric_config_parser.config import (
 from metric_config_parser.definition import DefinitionSpec
 from metric_config_parser.function import FunctionsSpec
 from metric_config_parser.outcome import OutcomeSpec
+from jinja2.exceptions import SecurityError
 from pydantic import Field
+
+from .limits import MAX_DEPTH, MAX_FILE_BYTES, too_deep
+from .sandbox import check_function_definition
 
 logger = logging.getLogger(__name__)
 
@@ -241,15 +246,31 @@ def _toml_line(exc: Exception) -> int | None:
     return int(m.group(1)) if m else None
 
 
+_HEADER = re.compile(r"[ \t]*\[[ \t]*([^\[\]]+?)[ \t]*\]")
+_KEY = re.compile(r"[ \t]*([^\s=\[\]]+?)[ \t]*=")
+
+
+@functools.lru_cache(maxsize=16)
+def _line_index(text: str) -> tuple[dict[str, int], dict[str, int]]:
+    """(table path -> line of the first header at or under it, key -> line of its first `key =`): built
+    once per file, so locating thousands of fields of a large file stays linear."""
+    headers: dict[str, int] = {}
+    keys: dict[str, int] = {}
+    for number, line in enumerate(text.split("\n"), 1):
+        if m := _HEADER.match(line):
+            parts = [p.strip() for p in m.group(1).split(".")]
+            for n in range(1, len(parts) + 1):
+                headers.setdefault(".".join(parts[:n]), number)
+        elif m := _KEY.match(line):
+            keys.setdefault(m.group(1), number)
+    return headers, keys
+
+
 def _field_line(text: str, field_path: str) -> int | None:
     """Line of the table header (or key) that defines `field_path`, e.g. `metrics.foo`."""
-    parts = field_path.split(".")
-    dotted = r"[ \t]*\.[ \t]*".join(re.escape(p) for p in parts)
-    for pattern in (rf"^[ \t]*\[[ \t]*{dotted}[ \t]*[\].]", rf"^[ \t]*{re.escape(parts[-1])}[ \t]*="):
-        m = re.search(pattern, text, re.MULTILINE)
-        if m:
-            return text.count("\n", 0, m.start()) + 1
-    return None
+    headers, keys = _line_index(text)
+    line = headers.get(".".join(p.strip() for p in field_path.split(".")))
+    return line if line is not None else keys.get(field_path.split(".")[-1])
 
 
 def _describe(exc: BaseException) -> str:
@@ -325,14 +346,54 @@ def _parse_isolating_entries(
 
 def _read_toml(path: Path, rel: str, errors: list[ConfigFileError]) -> tuple[dict, str] | None:
     try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            errors.append(ConfigFileError(
+                rel, None, f"the file is {size:,} bytes; metric-hub files over {MAX_FILE_BYTES:,} bytes "
+                "(1 MiB) are refused: split it", None,
+            ))
+            return None
         text = path.read_text(encoding="utf-8")
-        return tomli.loads(text), text
+        data = tomli.loads(text)
     except tomli.TOMLDecodeError as exc:
         cause = str(exc).split(" (at line")[0]
         errors.append(ConfigFileError(rel, None, f"TOML syntax error: {cause}", _toml_line(exc)))
+    except RecursionError as exc:  # tomli refuses 1,000-part keys and 400-deep inline values this way
+        errors.append(ConfigFileError(rel, None, f"TOML nested too deeply: {exc}", None))
     except (OSError, UnicodeDecodeError) as exc:
         errors.append(ConfigFileError(rel, None, f"cannot read file: {exc}", None))
+    else:
+        deep = too_deep(data)
+        if deep is None:
+            return data, text
+        errors.append(ConfigFileError(
+            rel, None, f"`{deep}` is nested more than {MAX_DEPTH} tables or arrays deep",
+            _field_line(text, deep.split(".")[0]),
+        ))
     return None
+
+
+def _safe_functions(data: dict, rel: str, text: str, errors: list[ConfigFileError]) -> dict:
+    """`data` without the `[functions.<slug>]` whose definition uses more than `{select_expr}`
+    (metric-config-parser expands it with `str.format`, outside the template sandbox)."""
+    functions = data.get("functions")
+    if not isinstance(functions, dict):
+        return data
+    safe = dict(functions)
+    for slug, function in functions.items():
+        definition = function.get("definition") if isinstance(function, dict) else None
+        try:
+            check_function_definition(definition)
+        except ValueError as exc:  # SecurityError is not a ValueError: both are refusals
+            cause = str(exc)
+        except SecurityError as exc:
+            cause = str(exc)
+        else:
+            continue
+        del safe[slug]
+        fp = f"functions.{slug}.definition"
+        errors.append(ConfigFileError(rel, fp, cause, _field_line(text, f"functions.{slug}")))
+    return {**data, "functions": safe}
 
 
 def _unexpected_keys(data: dict, rel: str, text: str, errors: list[ConfigFileError]) -> bool:
@@ -418,7 +479,7 @@ def parse_folder(
         parent = path.parent.name
         try:
             if parent == DEFINITIONS_DIR and path.name == FUNCTIONS_FILE:
-                spec = FunctionsSpec.from_dict(data)
+                spec = FunctionsSpec.from_dict(_safe_functions(data, rel, text, errors))
                 functions.update(spec.functions)  # jetstream/definitions comes later and wins
             elif parent == DEFINITIONS_DIR:
                 definition = _parse_isolating_entries(data, _definition_spec, rel, text, errors)

@@ -11,10 +11,13 @@ signal cannot be built) raise.
 from __future__ import annotations
 
 import copy
+import functools
+import os
 import pickle
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import jinja2
@@ -25,9 +28,12 @@ from metric_config_parser.experiment import (
     Experiment,
     ExperimentConfiguration,
 )
-from metric_config_parser.metric import AnalysisPeriod, MetricReference, Summary
+from metric_config_parser.metric import AnalysisPeriod, Metric, MetricReference, Summary
 from metric_config_parser.segment import SegmentReference
 
+from jetstream_assets.sql.safety import EXPRESSION, FROM, QUERY, UnsafeSQLError, check_sql
+
+from . import sandbox
 from .metric_hub import ConfigFileError, LoadedConfigs
 
 
@@ -223,6 +229,7 @@ class _Resolver:
         self.app = experiment.app_name
         self.own_file = loaded.experiment_config_path(self.slug)
         self.errors: list[ConfigError] = []
+        self._messages: set[str] = set()
         self.outcome_files: list[str] = []
         self.used_files: set[str] = set()
 
@@ -241,14 +248,22 @@ class _Resolver:
                 return rel
         return None
 
-    def error(self, cause: str, *, file: str | None, field: str | None, hint: str) -> None:
-        line = None
-        if file and field and file in self.loaded.raw:
-            line = _line_of(self.loaded.root / file, field)
+    def line(self, file: str | None, field: str | None, key: bool = False) -> int | None:
+        """Line of `field` in `file`; with `key`, of the field's last part inside its table."""
+        if not (file and field and file in self.loaded.raw):
+            return None
+        if key and "." in field:
+            table, name = field.rsplit(".", 1)
+            return _key_line(self.loaded.root / file, table, name)
+        return _line_of(self.loaded.root / file, field)
+
+    def error(self, cause: str, *, file: str | None, field: str | None, hint: str, key: bool = False) -> None:
         err = ConfigError(
-            self.slug, cause, file=file, field=field, line=line, commit=self.loaded.commit, hint=hint
+            self.slug, cause, file=file, field=field, line=self.line(file, field, key),
+            commit=self.loaded.commit, hint=hint,
         )
-        if err not in self.errors:
+        if str(err) not in self._messages:  # a set: thousands of errors stay linear
+            self._messages.add(str(err))
             self.errors.append(err)
 
     # steps ------------------------------------------------------------------------------------
@@ -344,11 +359,13 @@ class _Resolver:
         try:
             conf = ExperimentConfiguration(exp_spec, self.experiment, [])
         except Exception as exc:  # noqa: BLE001 - the enrollment query template fails to render
+            file = self.locate(["experiment", "enrollment_query"])
             raise ConfigError(
                 self.slug,
-                f"enrollment_query cannot be rendered: {exc}",
-                file=self.own_file if self.own_file in self.used_files else None,
+                f"enrollment_query cannot be rendered: {_cause(exc)}",
+                file=file,
                 field="experiment.enrollment_query",
+                line=self.line(file, "experiment.enrollment_query", key=True),
                 commit=self.loaded.commit,
                 hint="fix the Jinja template (it may use {{experiment.<attribute>}} only)",
             ) from exc
@@ -368,8 +385,10 @@ class _Resolver:
                     field=f"segments.{ref.name}" if self.locate(["segments", ref.name]) else (
                         "experiment.segments" if in_own else None
                     ),
-                    hint=f"define [segments.{ref.name}] (and its data source) in the experiment's "
-                    f"config or definitions/{self.app}.toml; results are computed without it",
+                    hint=(f"fix the segment's select_expression and its data source's from_expression"
+                          if isinstance(exc, jinja2.TemplateError) else
+                          f"define [segments.{ref.name}] (and its data source) in the experiment's "
+                          f"config or definitions/{self.app}.toml") + "; results are computed without it",
                 )
         conf.sample_size = exp_spec.sample_size
 
@@ -472,19 +491,103 @@ class _Resolver:
         )
 
 
+    # SQL from the config: one read-only query each ------------------------------------------------
+    def unsafe_sql(self, conf: ExperimentConfiguration, metrics: dict[AnalysisPeriod, list[Summary]]) -> None:
+        """Refuse SQL (after Jinja) that is not one read-only query over tables: the enrollment query or
+        exposure signal make the experiment unanalysable; a segment or metric is dropped with an error."""
+        hint = ("write one read-only SELECT over tables (`project.dataset.table`): no `;`, COPY, SET, DDL, "
+                "DML or function that reads files or URLs")
+        if conf.experiment_spec.enrollment_query and (problem := _unsafe(conf.enrollment_query, QUERY)):
+            self.refuse("experiment.enrollment_query", ["experiment", "enrollment_query"], problem, hint)
+        signal = conf.exposure_signal
+        if signal is not None:
+            if problem := _unsafe(signal.select_expression, EXPRESSION):
+                self.refuse("experiment.exposure_signal.select_expression",
+                            ["experiment", "exposure_signal", "select_expression"], problem, hint)
+            if problem := _unsafe(signal.data_source.from_expression, FROM):
+                ds = signal.data_source.name
+                self.refuse(f"data_sources.{ds}.from_expression", ["data_sources", ds], problem, hint)
+        for segment in list(conf.segments):
+            ds = segment.data_source.name
+            for field_path, where, sql, kind in (
+                (f"segments.{segment.name}.select_expression", ["segments", segment.name],
+                 segment.select_expression, EXPRESSION),
+                (f"segments.data_sources.{ds}.from_expression", ["segments", "data_sources", ds],
+                 segment.data_source.from_expression, FROM),
+            ):
+                if problem := _unsafe(sql, kind):
+                    conf.segments.remove(segment)
+                    self.error(f"segment {segment.name!r} is refused ({field_path.rsplit('.', 1)[1]}): {problem}",
+                               file=self.locate(where), field=field_path, key=True,
+                               hint=hint + "; results are computed without this segment")
+                    break
+        for period, summaries in metrics.items():
+            metrics[period] = [s for s in summaries if self.metric_sql_ok(s.metric, hint)]
+
+    def metric_sql_ok(self, metric: Metric, hint: str) -> bool:
+        for m in [metric, *(d.metric for d in metric.depends_on or [])]:
+            checks = [(f"metrics.{m.name}.select_expression", ["metrics", m.name], m.select_expression,
+                       EXPRESSION)]
+            if m.data_source is not None:
+                ds = m.data_source.name
+                checks.append((f"data_sources.{ds}.from_expression", ["data_sources", ds],
+                               m.data_source.from_expression, FROM))
+            for field_path, where, sql, kind in checks:
+                if sql is not None and (problem := _unsafe(sql, kind)):
+                    what = f"metric {metric.name!r}" + (f" (through {m.name!r})" if m is not metric else "")
+                    self.error(f"{what} is refused ({field_path.rsplit('.', 1)[1]}): {problem}",
+                               file=self.locate(where), field=field_path, key=True,
+                               hint=hint + "; other metrics are analysed")
+                    return False
+        return True
+
+    def refuse(self, field_path: str, where: list[str], problem: str, hint: str) -> None:
+        file = self.locate(where)
+        raise ConfigError(
+            self.slug, f"{field_path.rsplit('.', 1)[1]} is refused: {problem}", file=file, field=field_path,
+            line=self.line(file, field_path, key=True), commit=self.loaded.commit,
+            hint=hint + "; the experiment is not analysed until then",
+        )
+
+
+def _unsafe(sql: str | None, kind: str) -> str | None:
+    if not sql:
+        return None
+    try:
+        check_sql(sql, kind)
+    except UnsafeSQLError as e:
+        return str(e)
+    return None
+
+
 def _cause(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     if isinstance(exc, jinja2.TemplateError):
         text = f"template error: {text}"
+        if isinstance(exc, jinja2.exceptions.SecurityError):
+            text = text.rstrip(".") + " (templates render in a sandbox: no `_` attributes, only metric-hub " \
+                "functions and plain string methods, bounded size and time)"
     return text.splitlines()[0]
+
+
+@functools.lru_cache(maxsize=16)
+def _file_text(path: str, stamp: tuple[int, int]) -> str:
+    return Path(path).read_text(encoding="utf-8")
+
+
+def _read(path) -> str | None:
+    try:
+        st = os.stat(path)
+        return _file_text(str(path), (st.st_mtime_ns, st.st_size))
+    except (OSError, UnicodeDecodeError):
+        return None
 
 
 def _line_of(path, field: str) -> int | None:
     from .metric_hub import _field_line
 
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError:
+    text = _read(path)
+    if text is None:
         return None
     parts = field.split(".")
     for n in range(len(parts), 0, -1):  # the nearest enclosing table that is written out
@@ -492,6 +595,23 @@ def _line_of(path, field: str) -> int | None:
         if line:
             return line
     return None
+
+
+def _key_line(path, table: str, key: str) -> int | None:
+    """Line of `key = ...` inside `[table]` (the table's own line when the key is not found there)."""
+    start = _line_of(path, table)
+    text = _read(path)
+    if start is None or text is None:
+        return start
+    lines = text.split("\n")
+    pattern = re.compile(rf"^[ \t]*{re.escape(key)}[ \t]*=|[{{,][ \t]*{re.escape(key)}[ \t]*=")
+    for number in range(start, len(lines) + 1):
+        text = lines[number - 1]
+        if number > start and text.lstrip().startswith("["):
+            break
+        if pattern.search(text):
+            return number
+    return start
 
 
 def resolve_config(experiment: Experiment, loaded: LoadedConfigs) -> ResolvedConfig:
@@ -503,6 +623,11 @@ def resolve_config(experiment: Experiment, loaded: LoadedConfigs) -> ResolvedCon
     r = _Resolver(experiment, loaded)
     if not (experiment.normandy_slug or experiment.experimenter_slug):
         raise ConfigError(r.slug, "experiment has no slug", hint="fix the record in Experimenter")
+    with sandbox.render_scope():  # every template of this experiment together renders in bounded time
+        return _resolve(r, experiment, loaded)
+
+
+def _resolve(r: _Resolver, experiment: Experiment, loaded: LoadedConfigs) -> ResolvedConfig:
     own = r.own_spec()
     r.shared_file_errors()
     configs = _scoped_collection(loaded, experiment)
@@ -514,6 +639,7 @@ def resolve_config(experiment: Experiment, loaded: LoadedConfigs) -> ResolvedCon
     r.merge_outcomes(spec, configs)
     conf = r.resolve_experiment(spec, configs)
     metrics = r.resolve_metrics(spec, conf, configs)
+    r.unsafe_sql(conf, metrics)
     spec._resolved = True  # type: ignore[attr-defined]  # resolved here, never by spec.resolve()
     deps = {p: loaded.file_digests[p] for p in sorted(r.used_files) if p in loaded.file_digests}
     return ResolvedConfig(

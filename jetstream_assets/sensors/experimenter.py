@@ -19,6 +19,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import dagster as dg
@@ -31,6 +32,7 @@ from jetstream_assets.experimenter.resource import Experimenter, ExperimenterUna
 from jetstream_assets.jobs import analysis_job, experimenter_snapshot_job
 from jetstream_assets.partitions import EXPERIMENTS, parse_key
 from jetstream_assets.run_tags import first_grid_date, run_tags, sensor_interval
+from jetstream_assets.sql.names import SlugCollisionError, normalize, table_name_owners
 
 logger = logging.getLogger("jetstream_assets")
 
@@ -77,6 +79,7 @@ class Tick:
     cursor: dict = field(default_factory=dict)
     skip_reason: str | None = None
     notes: list[str] = field(default_factory=list)
+    duplicates: list[str] = field(default_factory=list)  # slugs Experimenter listed more than once
 
 
 def load_cursor(text: str | None) -> dict:
@@ -94,11 +97,14 @@ def evaluate(
     experimenter: Experimenter,
     metric_hub: MetricHub,
     today: dt.date,
-    known_partitions: set[str],
+    known_partitions: Iterable[str],
     done_through: dict[str, dt.date] | None = None,
 ) -> Tick:
-    """One tick. `done_through`: per experiment, the last date already materialized in the instance, so
-    a sensor started on an instance the CLI or the demo filled does not redo that work."""
+    """One tick. `known_partitions`: the instance's experiments, in the order they were added (the first
+    to claim a table name keeps it). `done_through`: per experiment, the last date already materialized
+    in the instance, so a sensor started on an instance the CLI or the demo filled does not redo that work."""
+    known_partitions = list(known_partitions)
+    known = set(known_partitions)
     done_through = done_through or {}
     cursor = load_cursor(cursor_text)
     try:
@@ -120,8 +126,26 @@ def evaluate(
     planner.remember(snapshot.experiments)
     grid_start = first_grid_date()
     states: dict = cursor["experiments"]
+    # table names belong to the experiment that claimed them first: the instance's partitions in the
+    # order they were added, then Experimenter's list order (a record listed twice counts once)
+    owners = table_name_owners(known_partitions)
+    seen: set[str] = set()
     for experiment in analysable(snapshot.experiments, today):
         slug = experiment.slug
+        if slug in seen:
+            if slug not in tick.duplicates:
+                tick.duplicates.append(slug)
+                message = f"{slug}: listed more than once by Experimenter; the first record is analysed"
+                logger.warning("Experimenter sensor: %s", message, extra={"experiment": slug})
+                tick.notes.append(message)
+            continue
+        seen.add(slug)
+        owner = owners.setdefault(normalize(slug), slug)
+        if owner != slug:
+            refused = str(SlugCollisionError(slug, owner))
+            logger.warning("Experimenter sensor: %s", refused, extra={"experiment": slug})
+            tick.notes.append(refused)
+            continue
         try:
             validate_slug(slug)
             dates = [d for d in planner.rerun_dates(experiment) if d >= grid_start]
@@ -129,7 +153,7 @@ def evaluate(
             logger.warning("Experimenter sensor: %s left out this tick: %s", slug, e, extra={"experiment": slug})
             tick.notes.append(f"{slug}: {e}")
             continue
-        if slug not in known_partitions:
+        if slug not in known:
             tick.new_partitions.append(slug)
         digests = field_digests(experiment)
         state = states.get(slug)
@@ -200,7 +224,7 @@ def materialized_through(instance: dg.DagsterInstance) -> dict[str, dt.date]:
 def experimenter_sensor(
     context: dg.SensorEvaluationContext, experimenter: Experimenter, metric_hub: MetricHub
 ) -> dg.SensorResult | dg.SkipReason:
-    known = set(context.instance.get_dynamic_partitions(EXPERIMENTS.name))
+    known = context.instance.get_dynamic_partitions(EXPERIMENTS.name)  # in the order they were added
     tick = evaluate(context.cursor, experimenter, metric_hub, current_date(), known, materialized_through(context.instance))
     for note in tick.notes:
         context.log.warning(note)

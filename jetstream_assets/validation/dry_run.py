@@ -12,6 +12,7 @@ from typing import Protocol
 import attr
 from mozilla_nimbus_schemas.jetstream import AnalysisBasis
 
+from jetstream_assets.config.limits import check_deadline
 from jetstream_assets.sql.queries import enrollments_sql, mozanalysis_experiment, to_data_source
 from jetstream_assets.validation.report import LOCAL_FUNCTION, MISSING_TABLE, SQL, Problem
 from jetstream_assets.validation.sql import Query, metrics_query
@@ -56,6 +57,7 @@ class DryRuns:
 
     def __call__(self, sql: str) -> str | None:
         """The engine's error for `sql`, None when it compiles."""
+        check_deadline()  # a file whose isolation needs endless dry runs stops here (LimitExceeded)
         if sql not in self._seen:
             try:
                 self.engine.dry_run(sql)

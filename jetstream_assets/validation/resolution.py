@@ -19,8 +19,10 @@ from metric_config_parser.config import Config
 from metric_config_parser.experiment import Branch, BucketConfig, Experiment
 from metric_config_parser.metric import AnalysisPeriod
 
+from jetstream_assets.config.limits import FILE_RENDER_SECONDS
 from jetstream_assets.config.metric_hub import LoadedConfigs
 from jetstream_assets.config.resolve import PLATFORMS, ConfigError, ResolvedConfig, resolve_config
+from jetstream_assets.config.sandbox import render_scope
 from jetstream_assets.validation.report import (
     CONFIG,
     NO_STATISTICS,
@@ -295,13 +297,14 @@ def resolve_experiment_config(target: Target, platform: str | None, today: dt.da
     query = str((raw.get("experiment") or {}).get("enrollment_query") or "")
     candidates = [platform] if platform else _ranked_platforms(target.loaded, raw, slug)
     first = None
-    for candidate in candidates:
-        target.platform = candidate
-        experiment = stand_in_experiment(slug, candidate, today, group_randomized="profile_group_id" in query)
-        target.resolved, problems = _resolve(target, experiment, target.loaded)
-        first = first or (candidate, problems)
-        if target.resolved is not None:
-            break
+    with render_scope(FILE_RENDER_SECONDS):  # every platform tried renders in one time budget
+        for candidate in candidates:
+            target.platform = candidate
+            experiment = stand_in_experiment(slug, candidate, today, group_randomized="profile_group_id" in query)
+            target.resolved, problems = _resolve(target, experiment, target.loaded)
+            first = first or (candidate, problems)
+            if target.resolved is not None:
+                break
     if target.resolved is None:  # unresolvable anywhere: report the likeliest platform's problems
         target.platform, problems = first
     target.report.platform = target.platform

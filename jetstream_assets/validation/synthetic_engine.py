@@ -15,6 +15,7 @@ from duckdb import sqltypes
 import pyarrow as pa
 from sqlglot import exp
 
+from jetstream_assets.config.limits import DRY_RUN_SECONDS, interrupt_after
 from jetstream_assets.sql.mozfun import HIST_TYPE, macro_statements
 from jetstream_assets.sql.transpile import TranspileError, parse_bigquery, trees_to_duckdb
 from jetstream_assets.validation.synthetic_schemas import Column, tree_schemas
@@ -82,7 +83,10 @@ class SyntheticEngine:
         except TranspileError as e:
             raise WarehouseError(str(e)) from e
         try:  # binding is what finds the errors (names, types, functions); no plan is needed
-            self.con.execute(f"PREPARE validation_query AS {duck_sql}")
+            with interrupt_after(self.con, DRY_RUN_SECONDS) as interrupted:
+                self.con.execute(f"PREPARE validation_query AS {duck_sql}")
         except duckdb.Error as e:
+            if interrupted.is_set():
+                raise WarehouseError(f"Query does not compile within {DRY_RUN_SECONDS:g} s (interrupted)") from e
             raise WarehouseError(f"Query does not compile: {e}") from e
         self.con.execute("DEALLOCATE validation_query")

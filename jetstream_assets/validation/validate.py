@@ -19,9 +19,10 @@ import datetime as dt
 from collections.abc import Iterable
 from pathlib import Path
 
+from jetstream_assets.config.limits import FILE_DRY_RUN_SECONDS, LimitExceeded, deadline
 from jetstream_assets.config.resolve import PLATFORMS
 from jetstream_assets.validation.dry_run import DryRuns, dry_run_target
-from jetstream_assets.validation.report import PARSE, FileReport
+from jetstream_assets.validation.report import PARSE, SQL, FileReport, Problem
 from jetstream_assets.validation.resolution import (
     resolve_defaults,
     resolve_definitions,
@@ -80,7 +81,15 @@ def validate_configs(
                 engine = warehouse
             dry_run = DryRuns(engine)
             for target in targets:
-                dry_run_target(target, dry_run)
+                try:
+                    with deadline(FILE_DRY_RUN_SECONDS, "dry-running this file's SQL"):
+                        dry_run_target(target, dry_run)
+                except LimitExceeded as e:
+                    target.report.problems.append(Problem(
+                        target.display, "metrics", f"{e}: stopped after {target.report.dry_runs} dry runs, "
+                        "before every query problem was traced to its metric; fix what is reported (or split "
+                        "the file) and validate again", SQL,
+                    ))
     return [t.report for t in targets]
 
 

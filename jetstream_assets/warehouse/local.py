@@ -24,6 +24,7 @@ import pandas as pd
 from pydantic import Field
 from sqlglot import parse_one
 
+from jetstream_assets.config.limits import DRY_RUN_SECONDS, interrupt_after
 from jetstream_assets.sql.mozfun import macro_statements
 from jetstream_assets.sql.transpile import TranspileError, to_duckdb
 from jetstream_assets.warehouse.base import QueryResult, Warehouse, WarehouseError
@@ -34,6 +35,21 @@ _PART = re.compile(r"part-[0-9]+-[0-9a-f]+\.parquet")
 
 def _sql_string(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
+
+
+def confine(con: duckdb.DuckDBPyConnection, home: str | Path) -> duckdb.DuckDBPyConnection:
+    """Let `con` read and write files only under `home`, for good.
+
+    Defence in depth behind the SQL check of config SQL (`jetstream_assets.sql.safety`): with external
+    access off, `read_text('/etc/passwd')`, `COPY ... TO '/tmp/x'`, `ATTACH`, `INSTALL` and URLs fail
+    with a permission error, and `lock_configuration` stops SQL from switching it back on. Set the
+    temp_directory (inside `home`) before: it is allowed too."""
+    folders = {os.path.abspath(home), os.path.realpath(home)}
+    listed = ", ".join(_sql_string(f.rstrip(os.sep) + os.sep) for f in sorted(folders))
+    con.execute(f"SET allowed_directories = [{listed}]")
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
+    return con
 
 
 class LocalWarehouse(Warehouse):
@@ -75,6 +91,7 @@ class LocalWarehouse(Warehouse):
         tmp = Path(self.root) / ".duckdb_tmp"
         tmp.mkdir(parents=True, exist_ok=True)
         con.execute(f"SET temp_directory = {_sql_string(str(tmp))}")
+        confine(con, self.root)
         for statement in macro_statements():
             con.execute(statement)
         return con
@@ -185,8 +202,11 @@ class LocalWarehouse(Warehouse):
         duck_sql, _ = self._translate(sql)
         con = self._connect()
         try:
-            con.execute(f"EXPLAIN {duck_sql}")
+            with interrupt_after(con, DRY_RUN_SECONDS) as interrupted:
+                con.execute(f"EXPLAIN {duck_sql}")
         except duckdb.Error as e:
+            if interrupted.is_set():
+                raise WarehouseError(f"Query does not compile within {DRY_RUN_SECONDS:g} s (interrupted)") from e
             raise WarehouseError(f"Query does not compile: {e}") from e
         finally:
             con.close()

@@ -1,0 +1,86 @@
+"""Size, depth and time bounds for untrusted configs, so that no file can take the service down.
+
+* a metric-hub file over `MAX_FILE_BYTES` is refused unread; TOML nested deeper than `MAX_DEPTH` is
+  refused after parsing (tomli itself refuses 1,000-part keys and 400-deep inline values);
+* templates: see `sandbox` (output, steps and time per render and per experiment); `validate-config`
+  renders the templates of one file (on every platform it tries) in `FILE_RENDER_SECONDS` together;
+* one dry run may take `DRY_RUN_SECONDS` (DuckDB is interrupted from a timer); the dry runs of one file
+  under `validate-config` (isolating the metrics that break a query takes several) `FILE_DRY_RUN_SECONDS`
+  together.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+#: a metric-hub file larger than this is refused unread (the largest real one is about 100 KiB)
+MAX_FILE_BYTES = 1 << 20
+#: tables and arrays nested deeper than this are refused (real configs nest 5 levels)
+MAX_DEPTH = 20
+#: one dry run (DuckDB EXPLAIN of a config's SQL)
+DRY_RUN_SECONDS = 10.0
+#: every dry run `validate-config` makes for one file
+FILE_DRY_RUN_SECONDS = 15.0
+#: every template `validate-config` renders for one file (each platform it tries included)
+FILE_RENDER_SECONDS = 20.0
+
+
+class LimitExceeded(RuntimeError):
+    """Work on an untrusted input went over its time budget; the message says which and what to do."""
+
+
+def too_deep(data: Any, max_depth: int = MAX_DEPTH) -> str | None:
+    """The dotted path of the first value nested deeper than `max_depth` (iteratively: no recursion)."""
+    stack: list[tuple[Any, tuple[str, ...]]] = [(data, ())]
+    while stack:
+        node, path = stack.pop()
+        if len(path) > max_depth:
+            return ".".join(path[:3]) + ("..." if len(path) > 3 else "")
+        if isinstance(node, dict):
+            stack.extend((v, (*path, str(k))) for k, v in node.items())
+        elif isinstance(node, list):
+            stack.extend((v, (*path, f"[{i}]")) for i, v in enumerate(node))
+    return None
+
+
+_DEADLINE: contextvars.ContextVar[tuple[float, str] | None] = contextvars.ContextVar("deadline", default=None)
+
+
+@contextlib.contextmanager
+def deadline(seconds: float, what: str) -> Iterator[None]:
+    """`check_deadline()` inside raises `LimitExceeded` once `seconds` have passed."""
+    token = _DEADLINE.set((time.monotonic() + seconds, f"{what} took more than {seconds:g} s"))
+    try:
+        yield
+    finally:
+        _DEADLINE.reset(token)
+
+
+def check_deadline() -> None:
+    current = _DEADLINE.get()
+    if current is not None and time.monotonic() > current[0]:
+        raise LimitExceeded(current[1])
+
+
+@contextlib.contextmanager
+def interrupt_after(connection: Any, seconds: float = DRY_RUN_SECONDS) -> Iterator[threading.Event]:
+    """Interrupt the DuckDB `connection` if the block runs longer than `seconds`; the event yielded is
+    set when it was interrupted (the query then fails with DuckDB's interrupt error)."""
+    fired = threading.Event()
+
+    def fire() -> None:
+        fired.set()
+        connection.interrupt()
+
+    timer = threading.Timer(seconds, fire)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield fired
+    finally:
+        timer.cancel()
