@@ -154,6 +154,7 @@ def corpus(tmp: Path) -> dict[str, tuple[str, str]]:
     cases["deep-arrays"] = ("[metrics]\nweekly = " + "[" * 50000 + "]" * 50000 + "\n", "(file)")
     cases["long-key"] = ("[" + ".".join(f"k{i}" for i in range(3000)) + "]\na = 1\n", "(file)")
     cases["deep-tables"] = ("[metrics]\n" + ".".join(f"k{i}" for i in range(40)) + " = 1\n", "(file)")
+    cases["many-entries"] = ("[metrics]\nweekly = [" + ", ".join(['"active_hours"'] * 50_000) + "]\n", "(file)")
     return cases
 
 
@@ -189,7 +190,8 @@ def hostile(tmp_path_factory):
 
 
 #: cases that exhaust memory, time or the stack rather than run a payload
-RUNAWAY = {"jinja-range", "jinja-nested-loops", "jinja-output", "size", "deep-arrays", "long-key", "deep-tables"}
+RUNAWAY = {"jinja-range", "jinja-nested-loops", "jinja-output", "size", "deep-arrays", "long-key", "deep-tables",
+           "many-entries"}
 
 
 def _report(stdout: str, path: str) -> list[str]:
@@ -242,6 +244,7 @@ def test_validate_config_says_what_was_refused(hostile):
         assert "refused" in problems(case), problems(case)
     assert "1 MiB" in problems("size")
     assert all("nested" in problems(case) for case in ("deep-arrays", "long-key", "deep-tables"))
+    assert "50,000 entries" in problems("many-entries")
 
 
 def test_validate_config_never_runs_a_payload_nor_reads_the_secret(hostile):

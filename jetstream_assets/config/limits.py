@@ -1,7 +1,8 @@
 """Size, depth and time bounds for untrusted configs, so that no file can take the service down.
 
-* a metric-hub file over `MAX_FILE_BYTES` is refused unread; TOML nested deeper than `MAX_DEPTH` is
-  refused after parsing (tomli itself refuses 1,000-part keys and 400-deep inline values);
+* a metric-hub file over `MAX_FILE_BYTES` is refused unread; TOML nested deeper than `MAX_DEPTH`, or with
+  a table or array of more than `MAX_ENTRIES` entries, is refused after parsing (tomli itself refuses
+  1,000-part keys and 400-deep inline values);
 * templates: see `sandbox` (output, steps and time per render and per experiment); `validate-config`
   renders the templates of one file (on every platform it tries) in `FILE_RENDER_SECONDS` together;
 * one dry run may take `DRY_RUN_SECONDS` (DuckDB is interrupted from a timer); the dry runs of one file
@@ -22,6 +23,8 @@ from typing import Any
 MAX_FILE_BYTES = 1 << 20
 #: tables and arrays nested deeper than this are refused (real configs nest 5 levels)
 MAX_DEPTH = 20
+#: entries of one table or array (the largest real one, firefox_desktop's [metrics], has about 220)
+MAX_ENTRIES = 2_000
 #: one dry run (DuckDB EXPLAIN of a config's SQL)
 DRY_RUN_SECONDS = 10.0
 #: every dry run `validate-config` makes for one file
@@ -34,13 +37,18 @@ class LimitExceeded(RuntimeError):
     """Work on an untrusted input went over its time budget; the message says which and what to do."""
 
 
-def too_deep(data: Any, max_depth: int = MAX_DEPTH) -> str | None:
-    """The dotted path of the first value nested deeper than `max_depth` (iteratively: no recursion)."""
+def shape_problem(data: Any) -> tuple[str, str] | None:
+    """(dotted path, what is wrong) for the first value nested deeper than `MAX_DEPTH` or holding more
+    than `MAX_ENTRIES` entries; iteratively, so no input can exhaust the stack."""
     stack: list[tuple[Any, tuple[str, ...]]] = [(data, ())]
     while stack:
         node, path = stack.pop()
-        if len(path) > max_depth:
-            return ".".join(path[:3]) + ("..." if len(path) > 3 else "")
+        shown = ".".join(path[:3]) + ("..." if len(path) > 3 else "")
+        if len(path) > MAX_DEPTH:
+            return shown, f"`{shown}` is nested more than {MAX_DEPTH} tables or arrays deep"
+        if isinstance(node, dict | list) and len(node) > MAX_ENTRIES:
+            return shown, (f"`{shown or 'the file'}` has {len(node):,} entries (at most {MAX_ENTRIES:,} in one "
+                           "table or array): split it")
         if isinstance(node, dict):
             stack.extend((v, (*path, str(k))) for k, v in node.items())
         elif isinstance(node, list):

@@ -46,7 +46,7 @@ from metric_config_parser.outcome import OutcomeSpec
 from jinja2.exceptions import SecurityError
 from pydantic import Field
 
-from .limits import MAX_DEPTH, MAX_FILE_BYTES, too_deep
+from .limits import MAX_FILE_BYTES, shape_problem
 from .sandbox import check_function_definition
 
 logger = logging.getLogger(__name__)
@@ -363,13 +363,11 @@ def _read_toml(path: Path, rel: str, errors: list[ConfigFileError]) -> tuple[dic
     except (OSError, UnicodeDecodeError) as exc:
         errors.append(ConfigFileError(rel, None, f"cannot read file: {exc}", None))
     else:
-        deep = too_deep(data)
-        if deep is None:
+        problem = shape_problem(data)
+        if problem is None:
             return data, text
-        errors.append(ConfigFileError(
-            rel, None, f"`{deep}` is nested more than {MAX_DEPTH} tables or arrays deep",
-            _field_line(text, deep.split(".")[0]),
-        ))
+        where, cause = problem
+        errors.append(ConfigFileError(rel, None, cause, _field_line(text, where.split(".")[0]) if where else None))
     return None
 
 
