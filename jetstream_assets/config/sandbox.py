@@ -10,28 +10,20 @@ replaced by a module whose `Environment` is ours), so every render, ours and the
   these callables: the template's functions and macros (metric-hub's `functions.toml`), Jinja's
   `range`/`dict`/`namespace`/`cycler`/`joiner`/`lipsum`, and the plain methods of strings, numbers,
   dates and containers. An escape attempt is a `jinja2.exceptions.SecurityError`;
-* bounded: `MAX_OUTPUT` characters per rendered string (also for every intermediate string a `*`, `+`,
-  `~`, `%`, `format`, filter or macro builds), `MAX_STEPS` loop iterations and calls, `MAX_SECONDS` per
-  render and `SCOPE_SECONDS` for all renders of one `render_scope()` (one experiment's resolution). A
-  template over a bound raises `TemplateLimitError` (a `SecurityError`), and the same source is refused
-  at once the next time.
+* bounded (`template_bounds`): output and every string built on the way, loop iterations and calls, and
+  time, per render and per `render_scope()` (one experiment's resolution). A template over a bound raises
+  `TemplateLimitError` (a `SecurityError`), and the same source is refused at once the next time.
 
 Import this module before metric-config-parser renders anything: `jetstream_assets.config` does.
 """
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import datetime as dt
 import functools
-import hashlib
-import re
 import string
 import sys
-import time
 import types
-from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -39,267 +31,18 @@ import jinja2
 from jinja2 import nodes
 from jinja2.exceptions import SecurityError
 from jinja2.runtime import BlockReference, LoopContext, Macro
-from jinja2.utils import Cycler, Joiner, Namespace, generate_lorem_ipsum
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.utils import Cycler, Joiner, Namespace
 from jinja2.visitor import NodeTransformer
 
-MAX_OUTPUT = 1_000_000  # characters of any string a template builds, its output included
-MAX_ITEMS = 100_000  # items of a range() or a list a template builds
-MAX_STEPS = 100_000  # loop iterations + calls + operators of one render (metric-hub's use a handful)
-MAX_INT_BITS = 65_536  # size of an integer an operator may produce
-MAX_SECONDS = 1.0  # one render (metric-hub's take about a millisecond)
-SCOPE_SECONDS = 20.0  # all renders of one render_scope(): one experiment (a 1 MiB config renders in ~8 s)
-MAX_SOURCE = 1 << 20  # characters of a template
+from . import template_bounds as bounds
+from .template_bounds import TemplateLimitError, render_scope
 
-#: str methods a template may call (the others can amplify or are useless in SQL: translate, expandtabs...).
-_STR_METHODS = frozenset(
-    "capitalize casefold center count endswith find format format_map index isalnum isalpha isascii "
-    "isdecimal isdigit islower isnumeric isspace istitle isupper join ljust lower lstrip partition "
-    "removeprefix removesuffix replace rfind rindex rjust rpartition rsplit rstrip split splitlines "
-    "startswith strip swapcase title upper zfill".split()
-)
+__all__ = ["BoundedSandbox", "TemplateLimitError", "check_function_definition", "install", "installed",
+           "render_scope"]
+
 #: types whose (non-mutating: the immutable sandbox removes the others) methods are plain data methods
 _VALUE_TYPES = (str, int, float, bool, list, tuple, dict, set, frozenset, dt.date, dt.timedelta, range)
-
-
-class TemplateLimitError(SecurityError):
-    """A template went over a size, step or time bound."""
-
-
-# ---- budgets ----------------------------------------------------------------------------------
-
-
-class _Budget:
-    def __init__(self, seconds: float, parent: "_Budget | None" = None) -> None:
-        self.deadline = time.monotonic() + seconds
-        self.seconds = seconds
-        self.steps = 0
-        self.parent = parent
-
-    def tick(self, n: int = 1) -> None:
-        self.steps += n
-        if self.steps > MAX_STEPS:
-            raise TemplateLimitError(f"template runs more than {MAX_STEPS:,} loop iterations or calls")
-        now = time.monotonic()
-        budget: _Budget | None = self
-        while budget is not None:
-            if now > budget.deadline:
-                raise TemplateLimitError(
-                    f"template rendering takes more than {budget.seconds:g} s"
-                    + ("" if budget is self else " (all templates of this configuration together)")
-                )
-            budget = budget.parent
-
-
-_RENDER: contextvars.ContextVar[_Budget | None] = contextvars.ContextVar("jinja_render", default=None)
-_SCOPE: contextvars.ContextVar[_Budget | None] = contextvars.ContextVar("jinja_scope", default=None)
-
-
-def _tick(n: int = 1) -> None:
-    budget = _RENDER.get()
-    if budget is not None:
-        budget.tick(n)
-
-
-@contextlib.contextmanager
-def render_scope(seconds: float = SCOPE_SECONDS) -> Iterator[None]:
-    """All renders inside share `seconds` in total (on top of each render's own bound)."""
-    token = _SCOPE.set(_Budget(seconds, _SCOPE.get()))
-    try:
-        yield
-    finally:
-        _SCOPE.reset(token)
-
-
-#: sources that went over a bound (digest -> message): refused at once when rendered again
-_REFUSED: OrderedDict[str, str] = OrderedDict()
-_REFUSED_SIZE = 512
-
-
-def _digest(source: str) -> str:
-    return hashlib.blake2b(source.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
-
-
-# ---- size checks ------------------------------------------------------------------------------
-
-
-def _check_len(n: int, what: str = "string") -> None:
-    if n > MAX_OUTPUT:
-        raise TemplateLimitError(f"template builds a {what} of {n:,} characters (at most {MAX_OUTPUT:,})")
-
-
-def _bounded(value: Any) -> Any:
-    """`value`, refused when it is a string or list over the bounds."""
-    if isinstance(value, str):
-        _check_len(len(value))
-    elif isinstance(value, list | tuple) and len(value) > MAX_ITEMS:
-        raise TemplateLimitError(f"template builds a list of {len(value):,} items (at most {MAX_ITEMS:,})")
-    return value
-
-
-def _text_len(value: Any) -> int:
-    return len(value) if isinstance(value, str) else len(str(value))
-
-
-def _check_repeat(left: Any, right: Any) -> None:
-    if isinstance(left, int) and isinstance(right, int):
-        if left.bit_length() + right.bit_length() > MAX_INT_BITS:
-            raise TemplateLimitError("template multiplies numbers too large")
-        return
-    seq, times = (left, right) if isinstance(right, int) else (right, left)
-    if isinstance(seq, str | list | tuple) and isinstance(times, int):
-        (_check_len if isinstance(seq, str) else _check_items)(len(seq) * max(times, 0))
-
-
-def _check_items(n: int) -> None:
-    if n > MAX_ITEMS:
-        raise TemplateLimitError(f"template builds a list of {n:,} items (at most {MAX_ITEMS:,})")
-
-
-def _check_power(left: Any, right: Any) -> None:
-    if isinstance(left, int) and isinstance(right, int) and abs(left) > 1 and right > 0:
-        if right * left.bit_length() > MAX_INT_BITS:
-            raise TemplateLimitError(f"template computes {left} ** {right}: the number is too large")
-
-
-_PRINTF = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?[hlL]?([a-zA-Z%])")
-
-
-def _check_printf(fmt: str, args: Any) -> None:
-    """`fmt % args` stays under the bounds (printf widths and repeated arguments amplify)."""
-    values = list(args.values()) if isinstance(args, dict) else list(args) if isinstance(args, tuple) else [args]
-    specs = _PRINTF.findall(fmt)
-    widths = 0
-    for width, precision, _ in specs:
-        if "*" in (width, precision):
-            raise TemplateLimitError("template uses a `*` width in % formatting")
-        widths += int(width or 0) + int(precision or 0)
-    longest = max((_text_len(v) for v in values), default=0)
-    _check_len(len(fmt) + widths + len(specs) * longest)
-
-
-def _check_format(fmt: str, args: tuple, kwargs: dict) -> None:
-    """`fmt.format(...)` stays under the bounds."""
-    fields = 0
-    widths = 0
-    for _, name, spec, _ in string.Formatter().parse(fmt):
-        if name is None:
-            continue
-        fields += 1
-        if spec and "{" in spec:
-            raise TemplateLimitError("template uses a nested {} in a format specification")
-        widths += sum(int(d) for d in re.findall(r"\d+", spec or ""))
-    longest = max((_text_len(v) for v in [*args, *kwargs.values()]), default=0)
-    _check_len(len(fmt) + widths + fields * longest)
-
-
-def _replaced_len(s: str, old: str, new: str, count: int | None = None) -> int:
-    n = s.count(old) if old else len(s) + 1
-    if count is not None and count >= 0:
-        n = min(n, count)
-    return len(s) + n * (len(new) - len(old))
-
-
-def _check_str_call(name: str, s: str, args: tuple, kwargs: dict) -> None:
-    if name not in _STR_METHODS:
-        raise SecurityError(f"str.{name}() is not allowed in templates")
-    if name in ("center", "ljust", "rjust", "zfill") and args and isinstance(args[0], int):
-        _check_len(args[0])
-    elif name == "replace" and len(args) >= 2:
-        _check_len(_replaced_len(s, str(args[0]), str(args[1]), args[2] if len(args) > 2 else None))
-
-
-# ---- filters and globals ----------------------------------------------------------------------
-
-
-def _wrap_filter(name: str, func: Any) -> Any:
-    """`func` with a step tick, an argument check for the filters that amplify, and a size check."""
-    first = getattr(func, "jinja_pass_arg", None)  # eval_ctx / environment / context come first
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        _tick()
-        plain = list(args[1:] if first is not None else args)
-        precheck = _FILTER_CHECKS.get(name)
-        if precheck is not None and plain:
-            replaced = precheck(*plain, **kwargs)
-            if replaced is not None:  # the check materialized an iterable: pass that on
-                plain[0] = replaced
-                args = (args[0], *plain) if first is not None else tuple(plain)
-        return _bounded(func(*args, **kwargs))
-
-    return wrapper
-
-
-def _filter_indent(s: Any, width: Any = 4, *_: Any, **__: Any) -> None:
-    text = str(s)
-    pad = len(width) if isinstance(width, str) else int(width)
-    _check_len(len(text) + (text.count("\n") + 1) * pad)
-
-
-def _filter_wordwrap(s: Any, width: int = 79, break_long_words: bool = True, wrapstring: Any = None,
-                     *_: Any, **kwargs: Any) -> None:
-    text = str(s)
-    wrap = kwargs.get("wrapstring", wrapstring) or "\n"
-    lines = len(text) // max(int(kwargs.get("width", width)), 1) + text.count("\n") + 1
-    _check_len(len(text) + lines * len(str(wrap)))
-
-
-def _filter_replace(s: Any, old: Any = "", new: Any = "", count: Any = None, **_: Any) -> None:
-    _check_len(_replaced_len(str(s), str(old), str(new), count))
-
-
-def _filter_join(value: Any, d: Any = "", attribute: Any = None, **kwargs: Any) -> list:
-    items = list(value)
-    _check_items(len(items))
-    sep = str(kwargs.get("d", d))
-    _check_len(sum(_text_len(v) for v in items) + len(sep) * len(items))
-    return items
-
-
-def _filter_format(value: Any, *args: Any, **kwargs: Any) -> None:
-    _check_printf(str(value), kwargs or tuple(args))
-
-
-def _filter_count_arg(position: int, keyword: str):
-    def check(value: Any, *args: Any, **kwargs: Any) -> None:
-        n = kwargs.get(keyword, args[position - 1] if len(args) >= position else 0)
-        if isinstance(n, int):
-            _check_items(n)
-
-    return check
-
-
-def _filter_sum(iterable: Any, attribute: Any = None, start: Any = 0, **kwargs: Any) -> None:
-    if not isinstance(kwargs.get("start", start), int | float):
-        raise SecurityError("the sum filter adds numbers only")
-
-
-_FILTER_CHECKS = {
-    "center": lambda value, width=80, **kw: _check_len(int(kw.get("width", width))),
-    "indent": _filter_indent,
-    "wordwrap": _filter_wordwrap,
-    "replace": _filter_replace,
-    "join": _filter_join,
-    "format": _filter_format,
-    "batch": _filter_count_arg(1, "linecount"),
-    "slice": _filter_count_arg(1, "slices"),
-    "sum": _filter_sum,
-    "truncate": lambda s, length=255, *a, **kw: _check_len(int(kw.get("length", length))),
-}
-_FILTERS = {name: _wrap_filter(name, f) for name, f in jinja2.defaults.DEFAULT_FILTERS.items()}
-
-
-def _range(*args: int) -> range:
-    rng = range(*args)
-    _check_items(len(rng))
-    return rng
-
-
-def _lipsum(n: int = 5, html: bool = True, min: int = 20, max: int = 100) -> str:  # noqa: A002
-    if n > 100 or max > 1000 or min > max:
-        raise TemplateLimitError("lipsum() is limited to 100 paragraphs of 1000 words")
-    return generate_lorem_ipsum(n, html, min, max)
 
 
 # ---- the environment --------------------------------------------------------------------------
@@ -331,35 +74,15 @@ class BoundedTemplate(jinja2.Template):
     """Renders through `generate()`, counting output, steps and time."""
 
     def render(self, *args: Any, **kwargs: Any) -> str:
-        key = getattr(self, "_source_digest", None)
-        if key is not None and key in _REFUSED:
-            raise TemplateLimitError(_REFUSED[key])
-        budget = _Budget(MAX_SECONDS, _SCOPE.get())
-        token = _RENDER.set(budget)
         out: list[str] = []
         size = 0
-        try:
-            budget.tick(0)  # a scope already spent refuses at once
+        with bounds.render_budget(getattr(self, "_source_digest", None)):
             for chunk in self.generate(*args, **kwargs):
                 size += len(chunk)
-                _check_len(size, "result")
-                budget.tick()
+                bounds.check_len(size, "result")
+                bounds.tick()
                 out.append(chunk)
-        except TemplateLimitError as e:
-            if key is not None:
-                _remember(key, str(e))
-            raise
-        except (RecursionError, MemoryError) as e:
-            raise TemplateLimitError(f"template nests too deeply or needs too much memory ({type(e).__name__})") from None
-        finally:
-            _RENDER.reset(token)
         return "".join(out)
-
-
-def _remember(key: str, message: str) -> None:
-    _REFUSED[key] = message
-    while len(_REFUSED) > _REFUSED_SIZE:
-        _REFUSED.popitem(last=False)
 
 
 class BoundedSandbox(ImmutableSandboxedEnvironment):
@@ -375,15 +98,15 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
         kwargs.setdefault("undefined", jinja2.StrictUndefined)
         kwargs.setdefault("autoescape", False)
         super().__init__(*args, **kwargs)
-        self.filters.update(_FILTERS)
-        self.globals.update(range=_range, lipsum=_lipsum)
+        self.filters.update(bounds.FILTERS)
+        self.globals.update(bounds.GLOBALS)
 
     # bounded building blocks (compiled templates call them) ----------------------------------
     @staticmethod
     def concat(parts: Iterable[str]) -> str:
         parts = list(parts)
-        _check_len(sum(len(p) for p in parts))
-        _tick()
+        bounds.check_len(sum(len(p) for p in parts))
+        bounds.tick()
         return "".join(parts)
 
     @staticmethod
@@ -394,7 +117,7 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
     @staticmethod
     def bounded_iter(iterable: Any) -> Iterator[Any]:
         for item in iterable:
-            _tick()
+            bounds.tick()
             yield item
 
     # compilation --------------------------------------------------------------------------------
@@ -402,8 +125,8 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
         return super()._generate(_BoundLoops().visit(source), name, filename, defer_init=defer_init)
 
     def compile(self, source, name=None, filename=None, raw=False, defer_init=False):  # type: ignore[override]
-        if isinstance(source, str) and len(source) > MAX_SOURCE:
-            raise TemplateLimitError(f"template of {len(source):,} characters (at most {MAX_SOURCE:,})")
+        if isinstance(source, str) and len(source) > bounds.MAX_SOURCE:
+            raise TemplateLimitError(f"template of {len(source):,} characters (at most {bounds.MAX_SOURCE:,})")
         try:
             return super().compile(source, name, filename, raw, defer_init)
         except (RecursionError, MemoryError, SyntaxError) as e:
@@ -418,11 +141,11 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
             raise TemplateLimitError(f"template nests too deeply to parse ({type(e).__name__})") from None
 
     def from_string(self, source, globals=None, template_class=None):  # type: ignore[override]  # noqa: A002
-        if isinstance(source, str) and _digest(source) in _REFUSED:
-            raise TemplateLimitError(_REFUSED[_digest(source)])
+        if isinstance(source, str) and (why := bounds.refused(source)):
+            raise TemplateLimitError(why)
         template = super().from_string(source, globals, template_class)
         if isinstance(source, str):
-            template._source_digest = _digest(source)
+            template._source_digest = bounds.digest(source)
         return template
 
     # sandbox policy -----------------------------------------------------------------------------
@@ -440,31 +163,23 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
         return False
 
     def call(__self, __context, __obj, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
-        _tick()
+        bounds.tick()
         if not __self.is_safe_callable(__obj):
             raise SecurityError(f"calling {getattr(__obj, '__name__', type(__obj).__name__)!r} is not allowed "
                                 "in templates")
         owner = getattr(__obj, "__self__", None)
         if isinstance(owner, str) and isinstance(__obj, types.BuiltinMethodType):
-            _check_str_call(__obj.__name__, owner, args, kwargs)
+            bounds.check_str_call(__obj.__name__, owner, args, kwargs)
             if __obj.__name__ == "join" and args:
-                args = (_filter_join(args[0], owner),)
+                args = (bounds.joined(args[0], owner),)
         elif isinstance(__obj, functools.partial) and isinstance(__obj.keywords.get("definition"), str):
             # a metric-hub function: `definition.format(select_expr=...)` (metric_config_parser.function)
-            _check_format(__obj.keywords["definition"], args, kwargs)
-        return _bounded(__context.call(__obj, *args, **kwargs))
+            bounds.check_format(__obj.keywords["definition"], args, kwargs)
+        return bounds.bounded(__context.call(__obj, *args, **kwargs))
 
     def call_binop(self, context, operator: str, left: Any, right: Any) -> Any:
-        _tick()
-        if operator == "*":
-            _check_repeat(left, right)
-        elif operator == "**":
-            _check_power(left, right)
-        elif operator == "+" and isinstance(left, str | list | tuple) and isinstance(right, str | list | tuple):
-            (_check_len if isinstance(left, str) else _check_items)(len(left) + len(right))
-        elif operator == "%" and isinstance(left, str):
-            _check_printf(left, right)
-        return _bounded(self.binop_table[operator](left, right))
+        bounds.check_binop(operator, left, right)
+        return bounds.bounded(self.binop_table[operator](left, right))
 
     def wrap_str_format(self, value: Any):
         wrapped = super().wrap_str_format(value)
@@ -475,10 +190,10 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
         @functools.wraps(wrapped)
         def checked(*args: Any, **kwargs: Any) -> str:
             if is_map and args:
-                _check_format(fmt, (), dict(args[0]))
+                bounds.check_format(fmt, (), dict(args[0]))
             else:
-                _check_format(fmt, args, kwargs)
-            return _bounded(wrapped(*args, **kwargs))
+                bounds.check_format(fmt, args, kwargs)
+            return bounds.bounded(wrapped(*args, **kwargs))
 
         checked._sandbox_format = True  # type: ignore[attr-defined]
         return checked
@@ -545,11 +260,6 @@ def installed() -> bool:
     """Whether every module of `LIBRARY_MODULES` renders through the sandbox."""
     modules = [sys.modules.get(name) for name in LIBRARY_MODULES]
     return all(m is not None and getattr(m, "jinja2", _PROXY) is _PROXY for m in modules)
-
-
-def render(source: str, **context: Any) -> str:
-    """Render one template in the sandbox (for the product's own templates)."""
-    return BoundedSandbox().from_string(source).render(**context)
 
 
 def check_function_definition(definition: Any) -> None:
