@@ -125,20 +125,25 @@ class RunFollower(threading.Thread):
             return
         self._cursor = connection.cursor
         for record in connection.records:
-            self._see(record.event_log_entry)
+            if self._see(record.event_log_entry):  # a step started: say so even if it ends before the next poll
+                self._report()
+        self._report()
+
+    def _report(self) -> None:
         p = self.progress
         p.cells_total = len(self._planned)
         p.cells_done = len(self._done & self._planned) if self._planned else len(self._done)
         p.steps_total = len({asset for asset, _ in self._planned})
         self.report(p)
 
-    def _see(self, entry) -> None:
+    def _see(self, entry) -> bool:
+        """Take in one event; True when a step started."""
         event = entry.dagster_event
         if event is None:
             match = CELL_DONE.match(entry.user_message or "")
             if match:
                 self._done.add((match["asset"], match["key"]))
-            return
+            return False
         if event.event_type == DagsterEventType.ASSET_MATERIALIZATION_PLANNED:
             data = event.event_specific_data
             self._planned.add((data.asset_key.to_user_string(), str(data.partition)))
@@ -147,9 +152,11 @@ class RunFollower(threading.Thread):
             self._done.add((m.asset_key.to_user_string(), str(m.partition)))
         elif event.event_type == DagsterEventType.STEP_START:
             self.progress.step = event.step_key
+            return True
         elif event.event_type in (DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE):
             self.progress.steps_done += 1
             self.progress.step = None
+        return False
 
 
 def _claim_run(instance: dg.DagsterInstance, job: dg.JobDefinition, tags: dict[str, str], run_config: dict,
