@@ -277,6 +277,29 @@ def _fit_linear(y: np.ndarray, codes: np.ndarray, k: int, branches: list[str], x
     return _LinearFit(branches, coef, sigma2 * xtx_inv, df_resid, shift, x is not None)
 
 
+#: The covariate quantiles marginaleffects averages predictions over (0, 0.0001, ..., 0.9999).
+GRID_QUANTILES = np.arange(0, 1, 0.0001)
+
+
+def quantile_grid(x: np.ndarray, quantiles: np.ndarray) -> np.ndarray:
+    """`pd.Series(x).quantile(quantiles)` (linear interpolation, NaN ignored) from one sort.
+
+    pandas computes each of the 10,000 grid quantiles with its own partition pass (0.4 s at 30,000
+    clients); sorting once and interpolating gives the same values (to rounding) in about a millisecond.
+    """
+    xs = np.sort(x[~np.isnan(x)])
+    if xs.size == 0:
+        return np.full(len(quantiles), np.nan)
+    q = np.asarray(quantiles, dtype=float)
+    h = xs.size * q - q  # (n - 1) q, rounded as numpy's "linear" method rounds it
+    lo = np.floor(h).astype(np.int64)
+    hi = np.minimum(lo + 1, xs.size - 1)
+    frac = h - lo
+    a, b = xs[lo], xs[hi]
+    # numpy's linear rule: lerp from the nearer end, so the result is exact when a == b
+    return np.where(frac < 0.5, a + (b - a) * frac, b - (b - a) * (1 - frac))
+
+
 def _pooled_cap(series: pd.Series, quantile: float) -> float:
     threshold = float(series.quantile(quantile))
     if pd.api.types.is_integer_dtype(series.dtype):
@@ -362,7 +385,7 @@ def linear_model_mean(inp: StatisticInput) -> list[Row]:
 
     grid_mean = 0.0
     if x is not None:
-        grid_mean = float(pd.Series(x).quantile(np.arange(0, 1, 0.0001)).mean())
+        grid_mean = float(quantile_grid(x, GRID_QUANTILES).mean())
     fit = _fit_linear(y, codes, k, branches, x, grid_mean) if k else None
     if fit is None and x is not None:
         inp.notes.append(f"covariate '{covariate}' cannot be used (no variation within branches): unadjusted inferences")
