@@ -3,8 +3,9 @@
 Layout: `<root>/<dataset>/<table>.parquet`; a Jetstream view is `<root>/<dataset>/<view>.view.json`;
 an append-only table (the monitoring logs and query costs) is a folder of part files
 `<root>/<dataset>/<table>/part-<time>-<uuid>.parquet`, one per append, read together.
-Each query opens its own in-memory DuckDB connection and each table (or part) is written to a temporary
-file beside it and renamed, so parallel runs and readers never see half a table, never lose each other's
+Queries run on one in-memory DuckDB connection per process and thread (opened, configured and given
+the `mozfun` macros once, not per query) and each table (or part) is written to a temporary file beside
+it and renamed, so parallel runs and readers never see half a table, never lose each other's
 appends and never wait on a database lock. References to `project.dataset.table` ignore the project:
 locally there is one.
 """
@@ -15,6 +16,7 @@ import json
 import os
 import re
 import shutil
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -22,7 +24,6 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 from pydantic import Field
-from sqlglot import parse_one
 
 from jetstream_assets.sql.mozfun import macro_statements
 from jetstream_assets.sql.transpile import TranspileError, to_duckdb
@@ -30,6 +31,11 @@ from jetstream_assets.warehouse.base import QueryResult, Warehouse, WarehouseErr
 
 _VIEW_SUFFIX = ".view.json"
 _PART = re.compile(r"part-[0-9]+-[0-9a-f]+\.parquet")
+
+
+# (pid, root, threads, memory_limit) -> connection, per thread: DuckDB connections are not to be shared
+# between threads, and a forked child must not reuse its parent's.
+_connections = threading.local()
 
 
 def _sql_string(value: str) -> str:
@@ -79,6 +85,30 @@ class LocalWarehouse(Warehouse):
             con.execute(statement)
         return con
 
+    def _connection_key(self) -> tuple:
+        return (os.getpid(), str(Path(self.root).absolute()), int(self.threads), self.memory_limit)
+
+    def _connection(self) -> duckdb.DuckDBPyConnection:
+        """This thread's connection for this warehouse, made by `_connect` the first time."""
+        cache = getattr(_connections, "by_key", None)
+        if cache is None:
+            cache = _connections.by_key = {}
+        key = self._connection_key()
+        con = cache.get(key)
+        if con is None:
+            con = cache[key] = self._connect()
+        return con
+
+    def _discard_connection(self) -> None:
+        """Forget this thread's connection after an engine error (it may be invalidated); the next query
+        opens a new one."""
+        con = getattr(_connections, "by_key", {}).pop(self._connection_key(), None)
+        if con is not None:
+            try:
+                con.close()
+            except duckdb.Error:
+                pass
+
     def _source_select(self, dataset: str, table: str, read: list[Path]) -> str:
         """SELECT reading a stored table or a window view; records the files it reads."""
         path = self.table_path(table, dataset)
@@ -127,8 +157,7 @@ class LocalWarehouse(Warehouse):
         def resolve(project: str | None, dataset: str, table: str):
             if not dataset:
                 return None
-            select = self._source_select(dataset, table, read)
-            return parse_one(select, read="duckdb").subquery()
+            return self._source_select(dataset, table, read)
 
         try:
             return to_duckdb(sql, resolve), read
@@ -138,7 +167,7 @@ class LocalWarehouse(Warehouse):
     def _execute(self, sql: str, destination: str | None):
         duck_sql, read = self._translate(sql)
         started = time.monotonic()
-        con = self._connect()
+        con = self._connection()
         try:
             if destination is None:
                 df = con.execute(duck_sql).df()
@@ -148,20 +177,16 @@ class LocalWarehouse(Warehouse):
                 target = self.table_path(destination)
                 tmp = self._tmp_path(target)
                 try:
-                    con.execute(
-                        f"COPY ({duck_sql}) TO {_sql_string(str(tmp))} (FORMAT parquet, COMPRESSION zstd)"
-                    )
                     rows = con.execute(
-                        f"SELECT count(*) FROM read_parquet({_sql_string(str(tmp))})"
-                    ).fetchone()[0]
+                        f"COPY ({duck_sql}) TO {_sql_string(str(tmp))} (FORMAT parquet, COMPRESSION zstd)"
+                    ).fetchone()[0]  # COPY answers with the number of rows written
                     os.replace(tmp, target)
                 finally:
                     tmp.unlink(missing_ok=True)
         except duckdb.Error as e:
+            self._discard_connection()
             where = f" writing {self.table_ref(destination)}" if destination else ""
             raise WarehouseError(f"Query failed{where}: {e}") from e
-        finally:
-            con.close()
         result = QueryResult(
             destination=destination,
             rows=int(rows),
@@ -183,13 +208,11 @@ class LocalWarehouse(Warehouse):
 
     def dry_run(self, sql: str) -> None:
         duck_sql, _ = self._translate(sql)
-        con = self._connect()
         try:
-            con.execute(f"EXPLAIN {duck_sql}")
+            self._connection().execute(f"EXPLAIN {duck_sql}")
         except duckdb.Error as e:
+            self._discard_connection()
             raise WarehouseError(f"Query does not compile: {e}") from e
-        finally:
-            con.close()
 
     def read_table(
         self, table: str, columns: list[str] | None = None, dataset: str | None = None
@@ -198,15 +221,19 @@ class LocalWarehouse(Warehouse):
         return self.query(f"SELECT {cols} FROM `{self.table_ref(table, dataset)}`")
 
     def _write_frame(self, df: pd.DataFrame, target: Path, tmp: Path) -> None:
-        con = self._connect()
+        con = self._connection()
+        name = f"frame_{uuid.uuid4().hex}"
         try:
-            con.register("frame", df)
-            con.execute(f"COPY frame TO {_sql_string(str(tmp))} (FORMAT parquet, COMPRESSION zstd)")
+            con.register(name, df)
+            try:
+                con.execute(f"COPY {name} TO {_sql_string(str(tmp))} (FORMAT parquet, COMPRESSION zstd)")
+            finally:
+                con.unregister(name)
             os.replace(tmp, target)
         except duckdb.Error as e:
+            self._discard_connection()
             raise WarehouseError(f"Cannot write {target}: {e}") from e
         finally:
-            con.close()
             tmp.unlink(missing_ok=True)
 
     def write_dataframe(self, df: pd.DataFrame, table: str, dataset: str | None = None) -> None:
@@ -240,13 +267,13 @@ class LocalWarehouse(Warehouse):
     def table_columns(self, table: str, dataset: str | None = None) -> list[str]:
         if not self.table_exists(table, dataset):
             return []
-        con = self._connect()
+        read: list[Path] = []
+        select = self._source_select(dataset or self.dataset, table, read)
         try:
-            read: list[Path] = []
-            select = self._source_select(dataset or self.dataset, table, read)
-            return [d[0] for d in con.execute(f"DESCRIBE {select}").fetchall()]
-        finally:
-            con.close()
+            return [d[0] for d in self._connection().execute(f"DESCRIBE {select}").fetchall()]
+        except duckdb.Error as e:
+            self._discard_connection()
+            raise WarehouseError(f"Cannot read the columns of {self.table_ref(table, dataset)}: {e}") from e
 
     def list_tables(self, prefix: str = "", dataset: str | None = None) -> list[str]:
         folder = self._dir(dataset)
