@@ -17,6 +17,8 @@ from jetstream_assets.config.resolve import ResolvedConfig
 from jetstream_assets.experimenter.resource import Experimenter
 from jetstream_assets.exports.store import ExportStore
 from jetstream_assets.sql import names
+from jetstream_assets.partitions import parse_key
+from jetstream_assets.sql.metrics_scan import SharedScan
 from jetstream_assets.sql.queries import bases_for, metrics_for, metrics_sql
 from jetstream_assets.warehouse.base import Warehouse, WarehouseError
 from jetstream_assets.windows import AnalysisWindow, time_limits
@@ -52,7 +54,16 @@ def _failing_metrics(resolved, window, basis, limits, enrollments_ref, warehouse
     return failing
 
 
-def compute_metrics_table(cell: Cell, window: AnalysisWindow, basis, warehouse: Warehouse) -> dict:
+def compute_metrics_table(cell: Cell, window: AnalysisWindow, basis, warehouse: Warehouse,
+                          scan: SharedScan | None = None) -> dict:
+    shared = scan.table(cell, window, basis) if scan is not None else None
+    if shared is not None:
+        warehouse.create_window_view(
+            names.metrics_view(cell.slug, basis.value, window.period),
+            names.metrics_table_prefix(cell.slug, basis.value, window.period),
+        )
+        return {**shared, "table": warehouse.table_ref(shared["table"]), "failed": {},
+                "metrics": _sql_metric_names(cell.resolved, window, basis)}
     enrollments = names.enrollments_table(cell.slug)
     if not warehouse.table_exists(enrollments):
         raise CellError(
@@ -91,13 +102,13 @@ def compute_metrics_table(cell: Cell, window: AnalysisWindow, basis, warehouse: 
             "bytes": result.bytes_processed}
 
 
-def compute_metrics(cell: Cell, warehouse: Warehouse) -> dict:
+def compute_metrics(cell: Cell, warehouse: Warehouse, scan: SharedScan | None = None) -> dict:
     if not cell.windows:
         return noop(f"No analysis window of {cell.slug} closes on {cell.analysis_date}.")
     rows, sqls, failed = [], [], {}
     for window in cell.windows:
         for basis in bases_for(cell.resolved, window.period):
-            done = compute_metrics_table(cell, window, basis, warehouse)
+            done = compute_metrics_table(cell, window, basis, warehouse, scan)
             rows.append({"table": done["table"], "period": window.period.value, "window": window.index,
                          "days": f"[{window.start}, {window.end}]", "basis": basis.value,
                          "clients": done["rows"], "metrics": len(done["metrics"])})
@@ -133,4 +144,6 @@ def metrics(
     warehouse: Warehouse,
     export_store: ExportStore,  # noqa: ARG001 - run_cells writes errors_<slug>.json through it
 ) -> dg.MaterializeResult:
-    return run_cells(context, experimenter, metric_hub, lambda cell: compute_metrics(cell, warehouse))
+    scan = SharedScan(warehouse)  # one read of each data source for every window of the step
+    return run_cells(context, experimenter, metric_hub, lambda cell: compute_metrics(cell, warehouse, scan),
+                     prepare=lambda planner: scan.plan(planner.plan(*parse_key(k)) for k in context.partition_keys))
