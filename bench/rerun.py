@@ -14,7 +14,11 @@ Monte Carlo error (bootstrap rows at the same seeds).
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import json
 import os
+import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -22,6 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pandas as pd
 
@@ -69,18 +74,75 @@ def fresh(home: Path) -> None:
         shutil.rmtree(home / part, ignore_errors=True)
 
 
-def rerun(code: Path, home: Path) -> tuple[float, str]:
+def rerun(code: Path, home: Path, scan_log: Path | None = None) -> tuple[float, float, str]:
+    """(wall seconds, CPU seconds of the process, its summary)."""
     fresh(home)
+    env = _env(code)
+    if scan_log is not None:
+        scan_log.unlink(missing_ok=True)
+        env["JETSTREAM_SCAN_LOG"] = str(scan_log)
+    cpu = _children_cpu()
     started = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-m", "jetstream_assets.cli", "run", "--experiment", SLUG, "--all-dates", "--home",
          str(home)],
-        env=_env(code), cwd=home.parent, capture_output=True, text=True,
+        env=env, cwd=home.parent, capture_output=True, text=True,
     )
     seconds = time.perf_counter() - started
     if done.returncode != 0:
         raise SystemExit(f"rerun failed in {code}:\n{done.stdout}\n{done.stderr}")
-    return seconds, done.stdout.strip()
+    return seconds, _children_cpu() - cpu, done.stdout.strip()
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def rows_read(home: Path, scan_log: Path, dates: list[dt.date]) -> list[str]:
+    """Rows the run read from each telemetry table (DuckDB's profile of every query) against one scan of
+    the days the run needs: from the first day any query of the run needs to its last analysis date."""
+    from jetstream_assets.windows import time_limits
+
+    first, last = run_days(home, dates)
+    read: dict[str, int] = {}
+    for line in scan_log.read_text().splitlines():
+        for files, rows in json.loads(line)["scans"].items():
+            for name in re.findall(r"telemetry/(\w+)\.parquet", files):
+                read[name] = read.get(name, 0) + rows
+    lines = []
+    con = duckdb.connect()
+    for table in sorted(read):
+        path = home / "warehouse" / "telemetry" / f"{table}.parquet"
+        once = con.execute(
+            f"SELECT count(*) FROM read_parquet('{path}') WHERE submission_date BETWEEN ? AND ?", [first, last]
+        ).fetchone()[0]
+        lines.append(f"  {table:<18} read {read[table]:>11,} rows; one scan of {first}..{last}: {once:>11,}"
+                     f"  ratio {read[table] / max(once, 1):.2f}x")
+    return lines
+
+
+def run_days(home: Path, dates: list[dt.date]) -> tuple[dt.date, dt.date]:
+    """The first and last data date the run's queries need: enrollment dates and every window's data."""
+    os.environ["JETSTREAM_TODAY"] = TODAY
+    from jetstream_assets.analysis import Cell, Planner
+    from jetstream_assets.resources import build_resources
+    from jetstream_assets.windows import time_limits
+
+    resources = build_resources(home)
+    planner = Planner(resources["experimenter"], resources["metric_hub"], dt.date.fromisoformat(TODAY))
+    firsts, lasts = [], []
+    for date in dates:
+        cell = planner.plan(SLUG, date)
+        if not isinstance(cell, Cell):
+            continue
+        firsts.append(cell.start_date)
+        lasts.append(cell.last_enrollment_date)
+        for w in cell.windows:
+            limits = time_limits(w, cell.start_date, cell.enrollment_period, date)
+            firsts.append(cell.start_date + dt.timedelta(days=w.start))
+            lasts.append(dt.date.fromisoformat(limits.last_date_data_required))
+    return min(firsts), max(lasts)
 
 
 def _frame(path: Path) -> pd.DataFrame:
@@ -145,14 +207,30 @@ def main(argv=None) -> int:
             setup(code, homes[name], args.clients)
             print(f"{name}: demo world of {args.clients:,} clients in {time.perf_counter() - started:.0f}s", flush=True)
         times: dict[str, list[float]] = {name: [] for name in sides}
+        cpus: dict[str, list[float]] = {name: [] for name in sides}
+        scan_log = work / "scans.jsonl"
+        summary_a = ""
         for repeat in range(args.repeats):
-            for name, code in (sides.items() if repeat % 2 == 0 else reversed(sides.items())):
-                seconds, summary = rerun(code, homes[name])
+            for name, code in (list(sides.items()) if repeat % 2 == 0 else list(reversed(sides.items()))):
+                log = scan_log if code == ROOT else None
+                seconds, cpu, summary = rerun(code, homes[name], log)
                 times[name].append(seconds)
-                print(f"  run {repeat + 1} {name}: {seconds:.1f}s  ({summary.splitlines()[0]})", flush=True)
+                cpus[name].append(cpu)
+                if code == ROOT:
+                    summary_a = summary
+                print(f"  run {repeat + 1} {name}: {seconds:.1f}s wall, {cpu:.1f}s CPU  ({summary.splitlines()[0]})",
+                      flush=True)
         (a, ta), (b, tb) = ((n, float(np.median(t))) for n, t in times.items())
-        print(f"rerun of {SLUG} ({args.clients:,} clients), median of {args.repeats}: {a} {ta:.1f}s, {b} {tb:.1f}s")
-        print(f"speed-up B/A: {tb / ta:.2f}x")
+        ca, cb = (float(np.median(c)) for c in cpus.values())
+        print(f"rerun of {SLUG} ({args.clients:,} clients), median of {args.repeats}: {a} {ta:.1f}s wall "
+              f"({ca:.1f}s CPU), {b} {tb:.1f}s wall ({cb:.1f}s CPU)")
+        print(f"speed-up B/A: {tb / ta:.2f}x wall, {cb / ca:.2f}x CPU")
+        span = re.search(r"(\d{4}-\d\d-\d\d) \.\. (\d{4}-\d\d-\d\d)", summary_a)
+        if span:
+            d0, d1 = (dt.date.fromisoformat(x) for x in span.groups())
+            dates = [d0 + dt.timedelta(days=n) for n in range((d1 - d0).days + 1)]
+            print(f"rows read by {a} from each telemetry table (DuckDB profiles):")
+            print("\n".join(rows_read(homes[a], scan_log, dates)))
         problems = compare(*(homes[n] / "warehouse" / "mozanalysis" for n in (a, b)))
         print("results: " + ("equal (tables identical, statistics within Monte Carlo error)" if not problems
                              else "DIFFERENT\n  " + "\n  ".join(problems)))

@@ -397,10 +397,12 @@ def generate_telemetry(
 
     bits = np.zeros(n, dtype=np.int64)
     active_bits = np.zeros(n, dtype=np.int64)
-    events: list[pa.Table] = []
+    # every table is written one day at a time, so each Parquet row group holds one submission date and
+    # a date filter skips the other days' row groups (as BigQuery's date partitions do)
     writers = {
         "clients_daily": _AtomicParquet(root / "clients_daily.parquet", CLIENTS_DAILY_SCHEMA),
         "clients_last_seen": _AtomicParquet(root / "clients_last_seen.parquet", CLIENTS_LAST_SEEN_SCHEMA),
+        "events": _AtomicParquet(root / "events.parquet", EVENTS_SCHEMA),
     }
     try:
         for d in range(n_days):
@@ -526,6 +528,7 @@ def generate_telemetry(
                     schema=CLIENTS_LAST_SEEN_SCHEMA,
                 )
             )
+            events: list[pa.Table] = []
             for ev_idx, i, method, branch_codes in day_events:
                 events.append(
                     _events_table(
@@ -537,10 +540,8 @@ def generate_telemetry(
                         ),
                     )
                 )
-        events_writer = _AtomicParquet(root / "events.parquet", EVENTS_SCHEMA)
-        writers["events"] = events_writer
-        if events:
-            events_writer.write(pa.concat_tables(events))
+            if events:
+                writers["events"].write(pa.concat_tables(events))
     except BaseException:
         for w in writers.values():
             w.abort()

@@ -36,6 +36,7 @@ _PART = re.compile(r"part-[0-9]+-[0-9a-f]+\.parquet")
 # (pid, root, threads, memory_limit) -> connection, per thread: DuckDB connections are not to be shared
 # between threads, and a forked child must not reuse its parent's.
 _connections = threading.local()
+SCAN_LOG = "JETSTREAM_SCAN_LOG"
 
 
 def _sql_string(value: str) -> str:
@@ -97,7 +98,36 @@ class LocalWarehouse(Warehouse):
         con = cache.get(key)
         if con is None:
             con = cache[key] = self._connect()
+            if os.environ.get(SCAN_LOG):
+                con.execute("SET enable_profiling = 'json'")
+                con.execute("SET profiling_coverage = 'ALL'")
+                con.execute(f"SET profiling_output = {_sql_string(str(self._profile_path()))}")
         return con
+
+    def _profile_path(self) -> Path:
+        return Path(self.root) / ".duckdb_tmp" / f"profile-{os.getpid()}-{threading.get_ident()}.json"
+
+    def _log_scans(self, destination: str | None) -> None:
+        """With JETSTREAM_SCAN_LOG set (benchmarks), append the rows each query read per Parquet file, from
+        DuckDB's profile of the query, to that JSON-lines file."""
+        path = self._profile_path()
+        try:
+            profile = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return
+        scans: dict[str, int] = {}
+
+        def walk(node: dict) -> None:
+            if node.get("type") == "TABLE_SCAN":
+                files = str(node.get("extra_info", {}).get("Filename(s)", ""))
+                scans[files] = scans.get(files, 0) + int(node.get("rows_scanned", 0))
+            for child in node.get("children", []):
+                walk(child)
+
+        for node in profile.get("operator", []):
+            walk(node)
+        with open(os.environ[SCAN_LOG], "a") as log:
+            log.write(json.dumps({"destination": destination, "scans": scans}) + "\n")
 
     def _discard_connection(self) -> None:
         """Forget this thread's connection after an engine error (it may be invalidated); the next query
@@ -183,6 +213,8 @@ class LocalWarehouse(Warehouse):
                     os.replace(tmp, target)
                 finally:
                     tmp.unlink(missing_ok=True)
+            if os.environ.get(SCAN_LOG):
+                self._log_scans(destination)
         except duckdb.Error as e:
             self._discard_connection()
             where = f" writing {self.table_ref(destination)}" if destination else ""
