@@ -26,7 +26,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import duckdb
 import numpy as np
 import pandas as pd
 
@@ -97,29 +96,6 @@ def rerun(code: Path, home: Path, scan_log: Path | None = None) -> tuple[float, 
 def _children_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
-
-
-def rows_read(home: Path, scan_log: Path, dates: list[dt.date]) -> list[str]:
-    """Rows the run read from each telemetry table (DuckDB's profile of every query) against one scan of
-    the days the run needs: from the first day any query of the run needs to its last analysis date."""
-    from jetstream_assets.windows import time_limits
-
-    first, last = run_days(home, dates)
-    read: dict[str, int] = {}
-    for line in scan_log.read_text().splitlines():
-        for files, rows in json.loads(line)["scans"].items():
-            for name in re.findall(r"telemetry/(\w+)\.parquet", files):
-                read[name] = read.get(name, 0) + rows
-    lines = []
-    con = duckdb.connect()
-    for table in sorted(read):
-        path = home / "warehouse" / "telemetry" / f"{table}.parquet"
-        once = con.execute(
-            f"SELECT count(*) FROM read_parquet('{path}') WHERE submission_date BETWEEN ? AND ?", [first, last]
-        ).fetchone()[0]
-        lines.append(f"  {table:<18} read {read[table]:>11,} rows; one scan of {first}..{last}: {once:>11,}"
-                     f"  ratio {read[table] / max(once, 1):.2f}x")
-    return lines
 
 
 def run_days(home: Path, dates: list[dt.date]) -> tuple[dt.date, dt.date]:
@@ -229,8 +205,12 @@ def main(argv=None) -> int:
         if span:
             d0, d1 = (dt.date.fromisoformat(x) for x in span.groups())
             dates = [d0 + dt.timedelta(days=n) for n in range((d1 - d0).days + 1)]
+            sys.path.insert(0, str(ROOT / "bench"))
+            from scans import rows_read
+
+            first, last = run_days(homes[a], dates)
             print(f"rows read by {a} from each telemetry table (DuckDB profiles):")
-            print("\n".join(rows_read(homes[a], scan_log, dates)))
+            print("\n".join(rows_read(homes[a] / "warehouse" / "telemetry", scan_log, first, last)))
         problems = compare(*(homes[n] / "warehouse" / "mozanalysis" for n in (a, b)))
         print("results: " + ("equal (tables identical, statistics within Monte Carlo error)" if not problems
                              else "DIFFERENT\n  " + "\n  ".join(problems)))

@@ -47,7 +47,7 @@ from .experiments import (
 
 DATASET = "telemetry"
 PRE_ENROLLMENT_DAYS = 35  # data before the earliest start: preenrollment_days28 needs 28 days
-MAX_CLIENTS = 1_000_000
+MAX_CLIENTS = 5_000_000  # the demo CLI stops at 1,000,000; benchmarks go to 5,000,000
 URI_COUNT_ALL = "scalar_parent_browser_engagement_total_uri_count_normal_and_private_mode_sum"
 _BITS_DAYS = 28
 _PRIOR_27 = (1 << 27) - 1

@@ -87,7 +87,8 @@ class LocalWarehouse(Warehouse):
         return con
 
     def _connection_key(self) -> tuple:
-        return (os.getpid(), str(Path(self.root).absolute()), int(self.threads), self.memory_limit)
+        return (os.getpid(), str(Path(self.root).absolute()), int(self.threads), self.memory_limit,
+                bool(os.environ.get(SCAN_LOG)))
 
     def _connection(self) -> duckdb.DuckDBPyConnection:
         """This thread's connection for this warehouse, made by `_connect` the first time."""
@@ -108,8 +109,9 @@ class LocalWarehouse(Warehouse):
         return Path(self.root) / ".duckdb_tmp" / f"profile-{os.getpid()}-{threading.get_ident()}.json"
 
     def _log_scans(self, destination: str | None) -> None:
-        """With JETSTREAM_SCAN_LOG set (benchmarks), append the rows each query read per Parquet file, from
-        DuckDB's profile of the query, to that JSON-lines file."""
+        """With JETSTREAM_SCAN_LOG set (benchmarks), append the Parquet row groups each query read per file
+        (DuckDB's profile of the query) to that JSON-lines file. Row groups, not DuckDB's `rows_scanned`:
+        that counts rows left after pushed-down filters, while a row group is read whole."""
         path = self._profile_path()
         try:
             profile = json.loads(path.read_text())
@@ -120,14 +122,14 @@ class LocalWarehouse(Warehouse):
         def walk(node: dict) -> None:
             if node.get("type") == "TABLE_SCAN":
                 files = str(node.get("extra_info", {}).get("Filename(s)", ""))
-                scans[files] = scans.get(files, 0) + int(node.get("rows_scanned", 0))
+                scans[files] = scans.get(files, 0) + int(node.get("row_groups_scanned", 0))
             for child in node.get("children", []):
                 walk(child)
 
         for node in profile.get("operator", []):
             walk(node)
         with open(os.environ[SCAN_LOG], "a") as log:
-            log.write(json.dumps({"destination": destination, "scans": scans}) + "\n")
+            log.write(json.dumps({"destination": destination, "row_groups": scans}) + "\n")
 
     def _discard_connection(self) -> None:
         """Forget this thread's connection after an engine error (it may be invalidated); the next query
