@@ -209,6 +209,10 @@ def bench(clients: int, home: Path, repeats: int = 3) -> list[tuple[str, float, 
     rows.append((f"  metrics SQL, median of {repeats}", ours_s, float("nan")))
     rows.append(("  hand-written one-scan DuckDB query", hand_s, float("nan")))
     rows.append((f"  ratio ours/hand-written {ours_s / hand_s:.2f}x", float("nan"), float("nan")))
+    sys.path.insert(0, str(ROOT / "bench"))
+    from scans import bigquery_dry_run
+
+    print("  " + bigquery_dry_run(cell), flush=True)
     with Peak() as p:
         compute_statistics(cell, warehouse)
     rows.append(("statistics (week 1)", p.seconds, p.peak))

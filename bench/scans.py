@@ -42,3 +42,35 @@ def rows_read(telemetry: Path, scan_log: Path, first: dt.date, last: dt.date, ru
             f"ratio {read / max(len(needed) * runs, 1):.2f}x"
         )
     return lines
+
+
+def bigquery_dry_run(cell) -> str:
+    """Bytes BigQuery would bill for the cell's metrics: the shared scan against one query per window and
+    basis, from dry runs; needs JETSTREAM_BIGQUERY_PROJECT and Google credentials (else says so)."""
+    import os
+
+    if not os.environ.get("JETSTREAM_BIGQUERY_PROJECT"):
+        return "BigQuery dry run skipped: no JETSTREAM_BIGQUERY_PROJECT / Google credentials here"
+    from jetstream_assets.resources import build_warehouse
+    from jetstream_assets.sql import names
+    from jetstream_assets.sql.metrics_scan import scan_windows, shared_metrics_sql
+    from jetstream_assets.sql.queries import bases_for, metrics_sql
+    from jetstream_assets.windows import time_limits
+
+    warehouse = build_warehouse(Path("."))
+    ref = warehouse.table_ref(names.enrollments_table(cell.slug))
+    closing = [(w, cell.analysis_date) for w in cell.windows]
+    try:
+        shared = warehouse.dry_run_bytes(
+            shared_metrics_sql(cell.resolved, scan_windows(cell.resolved, cell.start_date, cell.enrollment_period,
+                                                           closing), ref))
+        single = sum(
+            warehouse.dry_run_bytes(metrics_sql(
+                cell.resolved, time_limits(w, cell.start_date, cell.enrollment_period, cell.analysis_date),
+                w.period, basis, ref))
+            for w in cell.windows for basis in bases_for(cell.resolved, w.period)
+        )
+    except Exception as e:  # noqa: BLE001 - a benchmark line, not a failure
+        return f"BigQuery dry run failed: {e}"
+    return (f"BigQuery dry run: shared scan {shared:,} bytes; one query per window and basis {single:,} bytes "
+            f"({single / max(shared, 1):.2f}x)")
