@@ -17,6 +17,7 @@ from jetstream_assets.sql import names
 from jetstream_assets.sql.metrics_scan import SharedScan
 from jetstream_assets.sql.queries import bases_for
 from jetstream_assets.sql.transpile import table_references
+from jetstream_assets.warehouse.base import query_listener
 from jetstream_assets_tests.worlds import TODAY, build_world
 
 CLIENTS = 3_000
@@ -57,24 +58,15 @@ def test_shared_scan_tables_equal_one_window_queries(world, slug):
         compute_metrics(cell, warehouse)
     one_by_one = _tables(world, cells)
 
-    queries = []
-    listener_calls = []
-    original = warehouse.__class__._run_query
-
     scan = SharedScan(warehouse)
     scan.plan(cells)
-    import jetstream_assets.warehouse.local as local
-
-    def counting(self, sql, destination):
-        listener_calls.append(sql)
-        return original(self, sql, destination)
-
-    local.LocalWarehouse._run_query = counting
+    listener_calls = []
+    token = query_listener.set(lambda _wh, sql, _result, _at: listener_calls.append(sql))
     try:
         for cell in cells:
             compute_metrics(cell, warehouse, scan)
     finally:
-        local.LocalWarehouse._run_query = original
+        query_listener.reset(token)
     shared = _tables(world, cells)
 
     periods = {t.split("_")[-2] for t in one_by_one}

@@ -74,3 +74,22 @@ def test_statements_are_transpiled_once_per_resolution(counted, monkeypatch):
     # a new table behind the same name is resolved again, not served stale
     warehouse.write_dataframe(pd.DataFrame({"x": [2]}), "t")
     assert warehouse.query(sql)["answer"].tolist() == [43]
+
+
+def test_split_query_writes_each_part_with_its_columns_and_matches_the_generic_way(counted):
+    from jetstream_assets.warehouse.base import Warehouse
+
+    warehouse, _ = counted
+    warehouse.write_dataframe(pd.DataFrame({"k": [0, 0, 1, 2], "a": [1, 2, 3, 4], "b": [5, 6, 7, 8]}), "src")
+    sql = "SELECT k AS part, a, b, a + b AS c FROM mozanalysis.src"
+    outputs = {0: ("p0", ["c", "a"]), 1: ("p1", ["b"]), 3: ("p3", ["a"])}
+    scanned, results = warehouse.run_query_split(sql, "part", outputs)
+    assert scanned.rows == 4 and {v: r.rows for v, r in results.items()} == {0: 2, 1: 1, 3: 0}
+    local = {t: warehouse.read_table(t) for t, _ in outputs.values()}
+    assert list(local["p0"].columns) == ["c", "a"] and sorted(local["p0"]["c"]) == [6, 8]
+    assert local["p1"]["b"].tolist() == [7] and local["p3"].empty
+    Warehouse.run_query_split(warehouse, sql, "part", outputs)  # the engine-neutral default (BigQuery's)
+    for table, frame in local.items():
+        pd.testing.assert_frame_equal(warehouse.read_table(table).sort_values(list(frame.columns)).reset_index(drop=True),
+                                      frame.sort_values(list(frame.columns)).reset_index(drop=True))
+    assert not [t for t in warehouse.list_tables() if t.startswith("_scratch")]

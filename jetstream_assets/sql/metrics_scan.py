@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -38,7 +37,7 @@ from jetstream_assets.sql.queries import (
     to_data_source,
     to_exposure_signal,
 )
-from jetstream_assets.warehouse.base import QueryResult, Warehouse, WarehouseError
+from jetstream_assets.warehouse.base import Warehouse, WarehouseError
 from jetstream_assets.windows import AnalysisWindow, time_limits
 
 logger = logging.getLogger("jetstream_assets")
@@ -280,33 +279,20 @@ class SharedScan:
             if not windows:
                 return None
             sql = shared_metrics_sql(cell.resolved, windows, warehouse.table_ref(enrollments))
-            scan = f"_scan_{names.normalize(cell.slug)}_{uuid.uuid4().hex[:12]}"
-            scanned = warehouse.run_query(sql, scan)
+            head = [c for c in warehouse.table_columns(enrollments) if c not in ("exposure_date", "num_exposure_events")]
+            head += ["analysis_window_start", "analysis_window_end", "exposure_date", "num_exposure_events"]
+            outputs = {
+                i: (names.metrics_table(cell.slug, w.basis.value, w.period, w.index),
+                    head + metric_columns(cell.resolved, w.period, w.basis))
+                for i, w in enumerate(windows)
+            }
+            scanned, results = warehouse.run_query_split(sql, WINDOW_ID, outputs)
         except (WarehouseError, ValueError) as e:
             # e.g. a metric whose SQL fails: the one-window queries find and leave out the broken metric
             logger.info(f"Shared metrics scan of {cell.slug} not used ({e}); querying window by window.")
             return None
-        try:
-            return self._split(cell, windows, scan, sql, scanned)
-        finally:
-            warehouse.delete_tables([scan])
-
-    def _split(self, cell, windows: list[ScanWindow], scan: str, sql: str, scanned: QueryResult) -> dict:
-        warehouse = self.warehouse
-        enrollment_columns = [
-            c for c in warehouse.table_columns(names.enrollments_table(cell.slug))
-            if c not in ("exposure_date", "num_exposure_events")
-        ]
-        head = [*enrollment_columns, "analysis_window_start", "analysis_window_end", "exposure_date",
-                "num_exposure_events"]
-        out = {}
-        for i, w in enumerate(windows):
-            columns = head + metric_columns(cell.resolved, w.period, w.basis)
-            table = names.metrics_table(cell.slug, w.basis.value, w.period, w.index)
-            select = ", ".join(f"`{c}`" for c in columns)
-            result = warehouse.run_query(
-                f"SELECT {select} FROM `{warehouse.table_ref(scan)}` WHERE {WINDOW_ID} = {i}", table
-            )
-            out[w.key] = {"table": table, "rows": result.rows, "sql": sql,
-                          "bytes": scanned.bytes_processed if i == 0 else 0}
-        return out
+        return {
+            w.key: {"table": outputs[i][0], "rows": results[i].rows, "sql": sql,
+                    "bytes": scanned.bytes_processed if i == 0 else 0}
+            for i, w in enumerate(windows)
+        }

@@ -12,6 +12,7 @@ locally there is one.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import re
@@ -228,6 +229,51 @@ class LocalWarehouse(Warehouse):
             seconds=time.monotonic() - started,
         )
         return result, df
+
+    def run_query_split(
+        self, sql: str, column: str, outputs: dict[int, tuple[str, list[str]]]
+    ) -> tuple[QueryResult, dict[int, QueryResult]]:
+        """The result is kept in a DuckDB temporary table of this thread's connection (spilling to the
+        temp directory when large) instead of a Parquet file written and read back."""
+        submitted = dt.datetime.now(dt.UTC)
+        duck_sql, read = self._translate(sql)
+        started = time.monotonic()
+        con = self._connection()
+        scratch = f"_scan_{uuid.uuid4().hex}"
+        results: dict[int, QueryResult] = {}
+        try:
+            con.execute(f"CREATE TEMP TABLE {scratch} AS {duck_sql}")
+            if os.environ.get(SCAN_LOG):
+                self._log_scans(None)
+            rows = con.execute(f"SELECT count(*) FROM {scratch}").fetchone()[0]
+            scanned = QueryResult(None, int(rows), sum(p.stat().st_size for p in read if p.exists()),
+                                  time.monotonic() - started)
+            self._tell_listener(sql, scanned, submitted)
+            for value, (table, columns) in outputs.items():
+                submitted, started = dt.datetime.now(dt.UTC), time.monotonic()
+                target = self.table_path(table)
+                tmp = self._tmp_path(target)
+                select = ", ".join('"' + c.replace('"', '""') + '"' for c in columns)
+                try:
+                    written = con.execute(
+                        f"COPY (SELECT {select} FROM {scratch} WHERE {column} = {int(value)}) "
+                        f"TO {_sql_string(str(tmp))} (FORMAT parquet, COMPRESSION zstd)"
+                    ).fetchone()[0]
+                    os.replace(tmp, target)
+                finally:
+                    tmp.unlink(missing_ok=True)
+                results[value] = QueryResult(table, int(written), 0, time.monotonic() - started)
+                self._tell_listener(f"-- split of the query above\nSELECT {select} WHERE {column} = {value}",
+                                    results[value], submitted)
+        except duckdb.Error as e:
+            self._discard_connection()
+            raise WarehouseError(f"Query failed writing {len(outputs)} tables split by {column}: {e}") from e
+        finally:
+            try:
+                con.execute(f"DROP TABLE IF EXISTS {scratch}")
+            except duckdb.Error:
+                pass
+        return scanned, results
 
     def _tmp_path(self, target: Path) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
