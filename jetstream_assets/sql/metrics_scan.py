@@ -47,8 +47,6 @@ WINDOW_ID = "_scan_window"
 _BASIS = "_scan_basis"
 _FIRST = "_scan_first_date"
 _LAST = "_scan_last_date"
-_ROW_CLIENT = "_scan_analysis_id"
-_ROW_WINDOW = "_scan_row_window"
 
 
 @dataclass(frozen=True)
@@ -161,33 +159,25 @@ def shared_metrics_sql(resolved: ResolvedConfig, windows: list[ScanWindow], enro
         # mozanalysis counts exposures-basis windows from the exposure date, unless a signal defines exposure
         anchor = (
             "e.enrollment_date" if signal is not None
-            else f"IF(aw.{_BASIS} = 'exposures', e.exposure_date, e.enrollment_date)"
+            else f"IF(e.{_BASIS} = 'exposures', e.exposure_date, e.enrollment_date)"
         )
         ignore_first_day = ds.experiments_column_expr.format(submission_date=date, experiment_slug=slug)
-        # every row of the source in the scanned dates, once per (client, window, basis) it belongs to
-        ctes.append(
-            f"""ds_{i}_rows AS (
-    SELECT ds.*, e.analysis_id AS {_ROW_CLIENT}, aw.{WINDOW_ID} AS {_ROW_WINDOW}
-    FROM {ds.from_expr_for(experiment.app_id)} ds
-    JOIN `{enrollments_table}` e
-        ON ds.{ds_id} = e.analysis_id
-        AND ds.{date} BETWEEN '{first}' AND '{last}'
-        {ignore_first_day}
-    JOIN analysis_windows aw
-        ON ds.{date} BETWEEN aw.{_FIRST} AND aw.{_LAST}
-        AND ds.{date} BETWEEN DATE_ADD({anchor}, INTERVAL aw.analysis_window_start DAY)
-            AND DATE_ADD({anchor}, INTERVAL aw.analysis_window_end DAY)
-)"""
-        )
         selects = ",\n        ".join(f"{m.select_expr.format(experiment_slug=slug)} AS {m.name}" for m in ds_metrics)
-        # aggregated over a LEFT JOIN, as mozanalysis does: a client without rows gets the metric's value
-        # over one all-null row (0 for COALESCE(SUM(...), 0)), not a null
+        # mozanalysis' join with a window per enrollments row: a hash join on the client reads the source
+        # once, each row kept for the (window, basis) rows whose dates hold it; aggregated over a LEFT JOIN,
+        # so a client without rows gets the metric's value over one all-null row (0 for COALESCE(SUM(...), 0))
         ctes.append(
             f"""ds_{i} AS (
     SELECT e.analysis_id, e.{WINDOW_ID},
         {selects}
     FROM enrollments e
-    LEFT JOIN ds_{i}_rows ds ON ds.{_ROW_CLIENT} = e.analysis_id AND ds.{_ROW_WINDOW} = e.{WINDOW_ID}
+    LEFT JOIN {ds.from_expr_for(experiment.app_id)} ds
+        ON ds.{ds_id} = e.analysis_id
+        AND ds.{date} BETWEEN '{first}' AND '{last}'
+        AND ds.{date} BETWEEN e.{_FIRST} AND e.{_LAST}
+        AND ds.{date} BETWEEN DATE_ADD({anchor}, INTERVAL e.analysis_window_start DAY)
+            AND DATE_ADD({anchor}, INTERVAL e.analysis_window_end DAY)
+        {ignore_first_day}
     GROUP BY e.analysis_id, e.{WINDOW_ID}
 )"""
         )
