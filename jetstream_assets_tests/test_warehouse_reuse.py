@@ -93,3 +93,14 @@ def test_split_query_writes_each_part_with_its_columns_and_matches_the_generic_w
         pd.testing.assert_frame_equal(warehouse.read_table(table).sort_values(list(frame.columns)).reset_index(drop=True),
                                       frame.sort_values(list(frame.columns)).reset_index(drop=True))
     assert not [t for t in warehouse.list_tables() if t.startswith("_scratch")]
+
+
+def test_constant_date_bounds_are_dates_so_parquet_scans_prune(counted):
+    """mozanalysis bounds segment reads with DATE_ADD('<date>', INTERVAL n DAY); DuckDB would make that a
+    TIMESTAMP and read every row group. Folded to a DATE, the same rows come back."""
+    warehouse, _ = counted
+    sql = ("SELECT COUNT(*) AS n FROM UNNEST(GENERATE_DATE_ARRAY('2026-10-01', '2026-10-31')) AS d "
+           "WHERE d BETWEEN DATE_ADD('2026-10-18', INTERVAL -7 DAY) AND DATE_ADD('2026-10-20', INTERVAL 1 DAY)")
+    duck = transpile.to_duckdb(sql, lambda *a: None)
+    assert "BETWEEN CAST('2026-10-11' AS DATE) AND CAST('2026-10-21' AS DATE)" in duck
+    assert warehouse.query(sql)["n"].tolist() == [11]
