@@ -175,6 +175,12 @@ def _strings(codes: np.ndarray, values: Iterable[str]) -> pa.Array:
     ).dictionary_decode()
 
 
+def _flat(array: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """pyarrow hands back a ChunkedArray for very large inputs (millions of clients enrolling in a day);
+    MapArray.from_arrays needs one array."""
+    return array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
+
+
 def _stochastic_round(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Round so that the expectation is kept: a multiplied count stays unbiased."""
     return np.floor(x + rng.random(x.shape[0])).astype(np.int64)
@@ -611,7 +617,7 @@ def _events_table(
     values[0::2] = np.asarray(branch.to_numpy(zero_copy_only=False), dtype=object)
     values[1::2] = second_value
     event_map = pa.MapArray.from_arrays(
-        pa.array(np.arange(0, 2 * m + 1, 2, dtype=np.int32)), keys, pa.array(values, pa.string())
+        pa.array(np.arange(0, 2 * m + 1, 2, dtype=np.int32)), _flat(keys), _flat(pa.array(values, pa.string()))
     )
     seconds = rng.integers(0, 86_400, size=m)
     ts = np.datetime64(datetime(day.year, day.month, day.day), "us") + (seconds * 1_000_000).astype(
