@@ -190,9 +190,11 @@ def main(argv=None) -> int:
             if log.exists():
                 from scans import rows_read
 
-                first = date - dt.timedelta(days=6)  # the week-1 window's first day of data (the earliest need)
+                from scans import days_needed
+
+                first, last = days_needed(home, slugs[0], [date], TODAY)  # every experiment has the same dates
                 print(f"rows read from each telemetry table, against one scan per experiment-day:")
-                print("\n".join(rows_read(home / "warehouse" / "telemetry", log, first, date, runs=n)), flush=True)
+                print("\n".join(rows_read(home / "warehouse" / "telemetry", log, first, last, runs=n)), flush=True)
         if "compute" in timings:
             for mode in ("experiment", "date"):
                 if mode in timings:

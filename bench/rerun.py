@@ -98,72 +98,6 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run_days(home: Path, dates: list[dt.date]) -> tuple[dt.date, dt.date]:
-    """The first and last data date the run's queries need: enrollment dates and every window's data."""
-    os.environ["JETSTREAM_TODAY"] = TODAY
-    from jetstream_assets.analysis import Cell, Planner
-    from jetstream_assets.resources import build_resources
-    from jetstream_assets.windows import time_limits
-
-    resources = build_resources(home)
-    planner = Planner(resources["experimenter"], resources["metric_hub"], dt.date.fromisoformat(TODAY))
-    firsts, lasts = [], []
-    for date in dates:
-        cell = planner.plan(SLUG, date)
-        if not isinstance(cell, Cell):
-            continue
-        firsts.append(cell.start_date)
-        lasts.append(cell.last_enrollment_date)
-        for w in cell.windows:
-            limits = time_limits(w, cell.start_date, cell.enrollment_period, date)
-            firsts.append(cell.start_date + dt.timedelta(days=w.start))
-            lasts.append(dt.date.fromisoformat(limits.last_date_data_required))
-    return min(firsts), max(lasts)
-
-
-def _frame(path: Path) -> pd.DataFrame:
-    df = pd.read_parquet(path)
-    keys = [c for c in ("analysis_id", "metric", "statistic", "parameter", "branch", "comparison",
-                        "comparison_to_branch", "segment", "analysis_basis") if c in df.columns]
-    return df.sort_values(keys).reset_index(drop=True)[sorted(df.columns)]
-
-
-def compare(a: Path, b: Path) -> list[str]:
-    """Differences between two results datasets; empty when they agree."""
-    problems = []
-    tables_a = {p.name for p in a.glob("*.parquet")}
-    tables_b = {p.name for p in b.glob("*.parquet")}
-    if tables_a != tables_b:
-        problems.append(f"tables differ: only A {sorted(tables_a - tables_b)}, only B {sorted(tables_b - tables_a)}")
-    worst = 0.0
-    for name in sorted(tables_a & tables_b):
-        fa, fb = _frame(a / name), _frame(b / name)
-        if not name.startswith("statistics_"):
-            try:
-                pd.testing.assert_frame_equal(fa, fb, check_dtype=False)
-            except AssertionError as e:
-                problems.append(f"{name}: {str(e).splitlines()[0:3]}")
-            continue
-        if len(fa) != len(fb) or not fa[["metric", "statistic", "branch"]].equals(fb[["metric", "statistic", "branch"]]):
-            problems.append(f"{name}: different rows")
-            continue
-        # within Monte Carlo error: a bound moves by much less than the interval's width
-        width = (fb["upper"] - fb["lower"]).abs().fillna(0.0).to_numpy()
-        for column in ("point", "lower", "upper"):
-            x, y = fa[column].to_numpy(float), fb[column].to_numpy(float)
-            both = ~(np.isnan(x) | np.isnan(y))
-            if (np.isnan(x) != np.isnan(y)).any():
-                problems.append(f"{name}.{column}: missing values differ")
-            scale = np.maximum(width, 1e-9 * np.maximum(np.abs(y), 1.0))
-            rel = np.abs(x - y)[both] / scale[both]
-            if rel.size:
-                worst = max(worst, float(rel.max()))
-    if worst > 0.1:
-        problems.append(f"statistics differ by up to {worst:.3f} interval widths (more than Monte Carlo error)")
-    print(f"  statistics: largest difference {worst:.2e} of an interval width")
-    return problems
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--baseline", required=True, help="Commit to compare against (e.g. main's at the start).")
@@ -206,9 +140,10 @@ def main(argv=None) -> int:
             d0, d1 = (dt.date.fromisoformat(x) for x in span.groups())
             dates = [d0 + dt.timedelta(days=n) for n in range((d1 - d0).days + 1)]
             sys.path.insert(0, str(ROOT / "bench"))
-            from scans import rows_read
+            from scans import days_needed, rows_read
 
-            first, last = run_days(homes[a], dates)
+            os.environ["JETSTREAM_TODAY"] = TODAY
+            first, last = days_needed(homes[a], SLUG, dates, dt.date.fromisoformat(TODAY))
             print(f"rows read by {a} from each telemetry table (DuckDB profiles):")
             print("\n".join(rows_read(homes[a] / "warehouse" / "telemetry", scan_log, first, last)))
         problems = compare(*(homes[n] / "warehouse" / "mozanalysis" for n in (a, b)))

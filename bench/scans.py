@@ -23,6 +23,30 @@ def _row_groups(path: Path) -> list[tuple[dt.date, dt.date, int]]:
     return out
 
 
+def days_needed(home: Path, slug: str, dates: list[dt.date], today: dt.date) -> tuple[dt.date, dt.date]:
+    """The first and last data date the run's queries need: enrollment dates and every window's data
+    (a window [a, b] reads days S + a .. L + b: clients enroll over S .. L)."""
+    from jetstream_assets.analysis import Cell, Planner
+    from jetstream_assets.resources import build_resources
+    from jetstream_assets.windows import time_limits
+
+    resources = build_resources(home)
+    planner = Planner(resources["experimenter"], resources["metric_hub"], today)
+    firsts, lasts = [], []
+    for date in dates:
+        cell = planner.plan(slug, date)
+        if not isinstance(cell, Cell):
+            continue
+        if date == cell.last_enrollment_date:  # the enrollments query runs on this date
+            firsts.append(cell.start_date)
+            lasts.append(cell.last_enrollment_date)
+        for w in cell.windows:
+            limits = time_limits(w, cell.start_date, cell.enrollment_period, date)
+            firsts.append(cell.start_date + dt.timedelta(days=w.start))
+            lasts.append(dt.date.fromisoformat(limits.last_date_data_required))
+    return min(firsts), max(lasts)
+
+
 def rows_read(telemetry: Path, scan_log: Path, first: dt.date, last: dt.date, runs: int = 1) -> list[str]:
     groups_read: dict[str, int] = {}
     for line in scan_log.read_text().splitlines():
