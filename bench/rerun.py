@@ -98,6 +98,55 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def _frame(path: Path) -> pd.DataFrame:
+    df = pd.read_parquet(path)
+    keys = [c for c in ("analysis_id", "metric", "statistic", "parameter", "branch", "comparison",
+                        "comparison_to_branch", "segment", "analysis_basis") if c in df.columns]
+    return df.sort_values(keys).reset_index(drop=True)[sorted(df.columns)]
+
+
+def compare(a: Path, b: Path) -> list[str]:
+    """Differences between two results datasets; empty when they agree."""
+    problems = []
+    tables_a = {p.name for p in a.glob("*.parquet")}
+    tables_b = {p.name for p in b.glob("*.parquet")}
+    if tables_a != tables_b:
+        problems.append(f"tables differ: only A {sorted(tables_a - tables_b)}, only B {sorted(tables_b - tables_a)}")
+    worst = 0.0
+    differing: dict[tuple, int] = {}
+    for name in sorted(tables_a & tables_b):
+        fa, fb = _frame(a / name), _frame(b / name)
+        if not name.startswith("statistics_"):
+            try:
+                pd.testing.assert_frame_equal(fa, fb, check_dtype=False)
+            except AssertionError as e:
+                problems.append(f"{name}: {str(e).splitlines()[0:3]}")
+            continue
+        if len(fa) != len(fb) or not fa[["metric", "statistic", "branch"]].equals(fb[["metric", "statistic", "branch"]]):
+            problems.append(f"{name}: different rows")
+            continue
+        # within Monte Carlo error: a bound moves by much less than the interval's width
+        width = (fb["upper"] - fb["lower"]).abs().fillna(0.0).to_numpy()
+        for column in ("point", "lower", "upper"):
+            x, y = fa[column].to_numpy(float), fb[column].to_numpy(float)
+            both = ~(np.isnan(x) | np.isnan(y))
+            if (np.isnan(x) != np.isnan(y)).any():
+                problems.append(f"{name}.{column}: missing values differ")
+            scale = np.maximum(width, 1e-9 * np.maximum(np.abs(y), 1.0))
+            rel = np.abs(x - y)[both] / scale[both]
+            if rel.size:
+                worst = max(worst, float(rel.max()))
+                off = fa[both][rel > 0.1]
+                for key in zip(off["metric"], off["statistic"], off["analysis_basis"]):
+                    differing[key] = differing.get(key, 0) + 1
+    if differing:
+        rows = ", ".join(f"{m}/{s}/{b} ({n} rows)" for (m, s, b), n in sorted(differing.items()))
+        problems.append(f"statistics differ by up to {worst:.3g} interval widths (more than Monte Carlo error) "
+                        f"in: {rows}")
+    print(f"  statistics: largest difference {worst:.2e} of an interval width")
+    return problems
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--baseline", required=True, help="Commit to compare against (e.g. main's at the start).")
