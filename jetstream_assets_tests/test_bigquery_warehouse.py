@@ -212,6 +212,23 @@ def test_mozanalysis_sql_runs_untranslated(client, warehouse, desktop):
     assert "mozfun.map.get_key" in enrollments  # BigQuery's own UDFs, not DuckDB macros
 
 
+def test_shared_metrics_scan_sql_runs_untranslated_and_dry_runs_to_bytes(client, warehouse, desktop):
+    """The shared scan's SQL is BigQuery's: sent as it is, and a dry run tells the bytes it would bill."""
+    from jetstream_assets.sql.metrics_scan import scan_windows, shared_metrics_sql
+    from jetstream_assets.windows import AnalysisWindow
+
+    start = dt.date(2024, 1, 1)
+    closing = [(AnalysisWindow(AnalysisPeriod.WEEK, 1, 0, 6), dt.date(2024, 1, 14)),
+               (AnalysisWindow(AnalysisPeriod.DAY, 7, 6, 6), dt.date(2024, 1, 14))]
+    windows = scan_windows(desktop, start, 7, closing)
+    ref = warehouse.table_ref(names.enrollments_table("plain-desktop-experiment"))
+    sql = shared_metrics_sql(desktop, windows, ref)
+    sqlglot.parse_one(sql, read="bigquery")  # BigQuery syntax
+    client.next_job = {"bytes_processed": 123_456}
+    assert warehouse.dry_run_bytes(sql) == 123_456
+    assert client.queries[-1][0] == sql and client.queries[-1][1].dry_run is True
+
+
 def test_dry_run_flags_and_errors(client, warehouse):
     warehouse.dry_run("SELECT 1")
     _, config = client.queries[-1]

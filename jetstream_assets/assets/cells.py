@@ -76,6 +76,8 @@ CellChecks = Callable[[Outcome, StepResources], list[dg.AssetCheckResult]]
 # Runs once per step before any cell (with the run's planner), e.g. the plan's rerun purge; returns
 # metadata per partition key to add to those cells.
 BeforeCells = Callable[[dg.AssetExecutionContext, Planner, StepResources, list], dict]
+# Builds the compute of one step, for state its cells share (e.g. the metrics' shared scan of the sources).
+StepCompute = Callable[[Planner, StepResources, list], Compute]
 
 
 def _run_start(context: dg.AssetExecutionContext) -> dt.datetime | None:
@@ -116,9 +118,10 @@ def refuse_truncated_range(context: dg.AssetExecutionContext) -> None:
 def run_cells(
     context: dg.AssetExecutionContext,
     resources: StepResources,
-    compute: Compute,
+    compute: Compute | StepCompute,
     checks: CellChecks | None = None,
     before: BeforeCells | None = None,
+    per_step: bool = False,
 ) -> Iterator:
     """Plan (with the run's planner) and compute every cell of the step; yields what Dagster records."""
     from jetstream_assets.assets.plan import planner_for_run  # the plan asset builds on this module
@@ -142,6 +145,8 @@ def run_cells(
     ) as monitor:
         try:
             extra = before(context, planner, resources, keys) if before is not None else {}
+            if per_step:  # `compute` builds the step's compute
+                compute = compute(planner, resources, keys)
             outcomes, failures = _run_step(context, planner, keys, compute, resources)
         except dg.Failure:
             raise
@@ -279,7 +284,7 @@ def _check_evaluations(context, checks: CellChecks, keys, outcomes, resources, s
 
 def analysis_asset(
     name: str,
-    compute: Compute,
+    compute: Compute | StepCompute,
     *,
     group_name: str,
     kinds: set[str],
@@ -289,8 +294,10 @@ def analysis_asset(
     check_specs: Sequence[dg.AssetCheckSpec] = (),
     checks: CellChecks | None = None,
     before: BeforeCells | None = None,
+    per_step: bool = False,
 ) -> dg.AssetsDefinition:
-    """An analysis asset over the (experiment, date) grid whose step runs `compute` on each planned cell."""
+    """An analysis asset over the (experiment, date) grid whose step runs `compute` on each planned cell
+    (with `per_step`, `compute` is a StepCompute: called once per step, it returns the cells' compute)."""
 
     @dg.asset(
         name=name,
@@ -310,7 +317,8 @@ def analysis_asset(
         export_store: ExportStore,
     ):
         yield from run_cells(
-            context, StepResources(experimenter, metric_hub, warehouse, export_store), compute, checks, before
+            context, StepResources(experimenter, metric_hub, warehouse, export_store), compute, checks, before,
+            per_step,
         )
 
     return _asset

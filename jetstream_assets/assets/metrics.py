@@ -8,12 +8,14 @@ import attr
 import dagster as dg
 import pandas as pd
 
-from jetstream_assets.planner import Cell
-from jetstream_assets.assets.cells import CellError, analysis_asset, noop
+from jetstream_assets.assets.cells import CellError, Compute, StepResources, analysis_asset, noop
 from jetstream_assets.assets.common import code_version, md_table, sql_block, warehouse_kind
 from jetstream_assets.assets.telemetry import METRICS_SOURCES
 from jetstream_assets.config.resolve import ResolvedConfig
+from jetstream_assets.partitions import parse_key
+from jetstream_assets.planner import Cell, Planner
 from jetstream_assets.sql import names
+from jetstream_assets.sql.metrics_scan import SharedScan
 from jetstream_assets.sql.queries import bases_for, metrics_for, metrics_sql
 from jetstream_assets.warehouse.base import Warehouse, WarehouseError
 from jetstream_assets.windows import AnalysisWindow, time_limits
@@ -49,7 +51,16 @@ def _failing_metrics(resolved, window, basis, limits, enrollments_ref, warehouse
     return failing
 
 
-def compute_metrics_table(cell: Cell, window: AnalysisWindow, basis, warehouse: Warehouse) -> dict:
+def compute_metrics_table(cell: Cell, window: AnalysisWindow, basis, warehouse: Warehouse,
+                          scan: SharedScan | None = None) -> dict:
+    shared = scan.table(cell, window, basis) if scan is not None else None
+    if shared is not None:
+        warehouse.create_window_view(
+            names.metrics_view(cell.slug, basis.value, window.period),
+            names.metrics_table_prefix(cell.slug, basis.value, window.period),
+        )
+        return {**shared, "table": warehouse.table_ref(shared["table"]), "failed": {},
+                "metrics": _sql_metric_names(cell.resolved, window, basis)}
     enrollments = names.enrollments_table(cell.slug)
     if not warehouse.table_exists(enrollments):
         raise CellError(
@@ -88,13 +99,13 @@ def compute_metrics_table(cell: Cell, window: AnalysisWindow, basis, warehouse: 
             "bytes": result.bytes_processed}
 
 
-def compute_metrics(cell: Cell, warehouse: Warehouse) -> dict:
+def compute_metrics(cell: Cell, warehouse: Warehouse, scan: SharedScan | None = None) -> dict:
     if not cell.windows:
         return noop(f"No analysis window of {cell.slug} closes on {cell.analysis_date}.")
     rows, sqls, failed = [], [], {}
     for window in cell.windows:
         for basis in bases_for(cell.resolved, window.period):
-            done = compute_metrics_table(cell, window, basis, warehouse)
+            done = compute_metrics_table(cell, window, basis, warehouse, scan)
             rows.append({"table": done["table"], "period": window.period.value, "window": window.index,
                          "days": f"[{window.start}, {window.end}]", "basis": basis.value,
                          "clients": done["rows"], "metrics": len(done["metrics"])})
@@ -112,9 +123,17 @@ def compute_metrics(cell: Cell, warehouse: Warehouse) -> dict:
     return metadata
 
 
+def metrics_step(planner: Planner, r: StepResources, keys: list) -> Compute:
+    """The compute of one metrics step: one read of each data source serves every window of the step."""
+    scan = SharedScan(r.warehouse)
+    scan.plan(planner.plan(*parse_key(k)) for k in keys)
+    return lambda cell, r: compute_metrics(cell, r.warehouse, scan)
+
+
 metrics = analysis_asset(
     "metrics",
-    lambda cell, r: compute_metrics(cell, r.warehouse),
+    metrics_step,
+    per_step=True,
     group_name="experiments",
     kinds={warehouse_kind(), "sql"},
     deps=["enrollments", *METRICS_SOURCES],

@@ -90,6 +90,15 @@ def _summary_data(cell, window, basis, summary, metrics_df, warehouse, covariate
     return data.drop(columns=["analysis_id"])
 
 
+def _needed_columns(cell, window, basis, segments, present: list[str]) -> list[str]:
+    """Columns of a metrics table the statistics of this window and basis read."""
+    wanted = ["analysis_id", "branch", "enrollment_date", "exposure_date", *segments[1:]]
+    for summary in metrics_for(cell.resolved, window.period, basis):
+        metric = summary.metric
+        wanted += [d.metric.name for d in metric.depends_on] if metric.depends_on else [metric.name]
+    return [c for c in dict.fromkeys(wanted) if c in present]
+
+
 def _counts(analysed: pd.DataFrame, branches: list[str], segment: str, basis: str) -> pd.DataFrame:
     """Clients per branch (Jetstream's `identity` count), zero for a branch nobody enrolled in: the rows of
     the basis' metrics table in the segment, the clients the statistics analysed (with a custom exposure
@@ -121,7 +130,10 @@ def compute_window_statistics(cell: Cell, window: AnalysisWindow, warehouse: War
                        "analysis_period": f"{window.period.value}_{window.index}"},
             )
             continue
-        metrics_df = _basis_filter(warehouse.read_table(table), basis.value)
+        metrics_df = _basis_filter(
+            warehouse.read_table(table, _needed_columns(cell, window, basis, segments, warehouse.table_columns(table))),
+            basis.value,
+        )
         for segment in segments:
             segment_df = _segment_filter(metrics_df, segment)
             for summary in metrics_for(cell.resolved, window.period, basis):

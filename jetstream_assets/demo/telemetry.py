@@ -47,7 +47,7 @@ from .experiments import (
 
 DATASET = "telemetry"
 PRE_ENROLLMENT_DAYS = 35  # data before the earliest start: preenrollment_days28 needs 28 days
-MAX_CLIENTS = 1_000_000
+MAX_CLIENTS = 5_000_000  # the demo CLI stops at 1,000,000; benchmarks go to 5,000,000
 URI_COUNT_ALL = "scalar_parent_browser_engagement_total_uri_count_normal_and_private_mode_sum"
 _BITS_DAYS = 28
 _PRIOR_27 = (1 << 27) - 1
@@ -173,6 +173,12 @@ def _strings(codes: np.ndarray, values: Iterable[str]) -> pa.Array:
     return pa.DictionaryArray.from_arrays(
         pa.array(codes.astype(np.int32)), pa.array(list(values), pa.string())
     ).dictionary_decode()
+
+
+def _flat(array: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """pyarrow hands back a ChunkedArray for very large inputs (millions of clients enrolling in a day);
+    MapArray.from_arrays needs one array."""
+    return array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
 
 
 def _stochastic_round(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -397,10 +403,12 @@ def generate_telemetry(
 
     bits = np.zeros(n, dtype=np.int64)
     active_bits = np.zeros(n, dtype=np.int64)
-    events: list[pa.Table] = []
+    # every table is written one day at a time, so each Parquet row group holds one submission date and
+    # a date filter skips the other days' row groups (as BigQuery's date partitions do)
     writers = {
         "clients_daily": _AtomicParquet(root / "clients_daily.parquet", CLIENTS_DAILY_SCHEMA),
         "clients_last_seen": _AtomicParquet(root / "clients_last_seen.parquet", CLIENTS_LAST_SEEN_SCHEMA),
+        "events": _AtomicParquet(root / "events.parquet", EVENTS_SCHEMA),
     }
     try:
         for d in range(n_days):
@@ -526,6 +534,7 @@ def generate_telemetry(
                     schema=CLIENTS_LAST_SEEN_SCHEMA,
                 )
             )
+            events: list[pa.Table] = []
             for ev_idx, i, method, branch_codes in day_events:
                 events.append(
                     _events_table(
@@ -537,10 +546,8 @@ def generate_telemetry(
                         ),
                     )
                 )
-        events_writer = _AtomicParquet(root / "events.parquet", EVENTS_SCHEMA)
-        writers["events"] = events_writer
-        if events:
-            events_writer.write(pa.concat_tables(events))
+            if events:
+                writers["events"].write(pa.concat_tables(events))
     except BaseException:
         for w in writers.values():
             w.abort()
@@ -610,7 +617,7 @@ def _events_table(
     values[0::2] = np.asarray(branch.to_numpy(zero_copy_only=False), dtype=object)
     values[1::2] = second_value
     event_map = pa.MapArray.from_arrays(
-        pa.array(np.arange(0, 2 * m + 1, 2, dtype=np.int32)), keys, pa.array(values, pa.string())
+        pa.array(np.arange(0, 2 * m + 1, 2, dtype=np.int32)), _flat(keys), _flat(pa.array(values, pa.string()))
     )
     seconds = rng.integers(0, 86_400, size=m)
     ts = np.datetime64(datetime(day.year, day.month, day.day), "us") + (seconds * 1_000_000).astype(

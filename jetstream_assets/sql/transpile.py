@@ -7,6 +7,8 @@ lives) and persistent UDFs (`mozfun.*`, `udf.*`) become DuckDB macros named with
 
 from __future__ import annotations
 
+import datetime as dt
+import functools
 import re
 from collections.abc import Callable
 
@@ -72,11 +74,37 @@ def _unaliased_unnest(node: exp.Expression) -> exp.Expression:
     return node
 
 
+def _fold_date_add(node: exp.Expression) -> exp.Expression:
+    """`DATE_ADD('2026-10-18', INTERVAL -7 DAY)` -> `DATE '2026-10-11'`: mozanalysis bounds segment and
+    exposure reads this way; DuckDB types date + interval as a TIMESTAMP, so a DATE column compared with
+    it is cast and the Parquet scan can no longer skip the other days' row groups."""
+    if not isinstance(node, exp.DateAdd | exp.DateSub):
+        return node
+    unit = node.args.get("unit")
+    if unit is None or unit.name.upper() != "DAY":
+        return node
+    day, amount = node.this, node.expression
+    if not (isinstance(day, exp.Literal) and day.is_string and isinstance(amount, exp.Literal)):
+        return node
+    try:
+        start = dt.date.fromisoformat(day.this)
+        days = int(amount.this)
+    except ValueError:
+        return node
+    shifted = start + dt.timedelta(days=days if isinstance(node, exp.DateAdd) else -days)
+    return exp.cast(exp.Literal.string(shifted.isoformat()), exp.DataType.build("DATE"))
+
+
 class TranspileError(ValueError):
     """BigQuery SQL that the local engine cannot run; the message carries the parser's reason."""
 
 
-TableResolver = Callable[[str | None, str, str], "exp.Expression | None"]
+TableResolver = Callable[[str | None, str, str], "exp.Expression | str | None"]
+TableKey = tuple[str | None, str, str]  # (project, dataset, table)
+
+#: Distinct statements kept parsed and transpiled: a step runs the same few dozen queries again and
+#: again (one per window, basis and date), and sqlglot takes 10-20 ms for each.
+CACHE_SIZE = 512
 
 
 class _Parser(BigQueryParser):
@@ -122,44 +150,101 @@ def parse_bigquery(sql: str) -> list[exp.Expression]:
         raise TranspileError(f"SQL does not parse as BigQuery: {e}") from e
 
 
+@functools.lru_cache(maxsize=CACHE_SIZE)
+def _parsed(sql: str) -> tuple[exp.Expression, ...]:
+    """`parse_bigquery`, cached. The trees are shared: copy before changing them."""
+    return tuple(parse_bigquery(sql))
+
+
+def _table_key(node: exp.Expression, cte_names: set[str]) -> TableKey | None:
+    """(project, dataset, table) of a reference to a stored table; None for CTEs and table functions."""
+    if not isinstance(node, exp.Table) or not node.name:
+        return None
+    if not node.db and node.name.lower() in cte_names:
+        return None
+    if isinstance(node.this, exp.Anonymous | exp.Func):
+        return None  # table functions such as UNNEST
+    project = node.catalog or None
+    dataset = node.db or ""
+    name = node.name
+    if not dataset and "." in name:  # `project.dataset.table` quoted as one identifier
+        parts = name.split(".")
+        name = parts[-1]
+        dataset = parts[-2] if len(parts) > 1 else ""
+        project = parts[-3] if len(parts) > 2 else None
+    return project, dataset, name
+
+
+def _cte_names(tree: exp.Expression) -> set[str]:
+    return {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
+
+
+@functools.lru_cache(maxsize=CACHE_SIZE)
+def table_references(sql: str) -> tuple[TableKey, ...]:
+    """Every stored table the SQL reads, in order of first appearance (CTEs and UNNEST left out)."""
+    found: dict[TableKey, None] = {}
+    for tree in _parsed(sql):
+        ctes = _cte_names(tree)
+        for node in tree.find_all(exp.Table):
+            key = _table_key(node, ctes)
+            if key is not None:
+                found.setdefault(key)
+    return tuple(found)
+
+
 def to_duckdb(sql: str, resolve_table: TableResolver) -> str:
     """Rewrite BigQuery SQL to DuckDB SQL.
 
-    `resolve_table(project, dataset, table)` returns the expression to read instead (for example a
-    `read_parquet(...)` call or a subquery), or None to leave the reference as it is (CTEs).
+    `resolve_table(project, dataset, table)` returns what to read instead -- a DuckDB SELECT as text, or
+    an expression (for example a `read_parquet(...)` call or a subquery) -- or None to leave the
+    reference as it is. The result is cached per SQL text and resolution, so a statement run again
+    (the next date's window, the other basis) costs no sqlglot work.
     """
-    return trees_to_duckdb(parse_bigquery(sql), resolve_table)
+    resolved = []
+    for key in table_references(sql):
+        replacement = resolve_table(*key)
+        if isinstance(replacement, exp.Expression):
+            replacement = replacement.sql(dialect="duckdb")
+        resolved.append((key, replacement))
+    return _to_duckdb(sql, tuple(resolved))
+
+
+@functools.lru_cache(maxsize=CACHE_SIZE)
+def _to_duckdb(sql: str, resolved: tuple[tuple[TableKey, str | None], ...]) -> str:
+    replacements = dict(resolved)
+
+    def read(key: TableKey) -> exp.Expression | None:
+        replacement = replacements.get(key)
+        if replacement is None:
+            return None
+        parsed = sqlglot.parse_one(replacement, read="duckdb")
+        return parsed.subquery() if isinstance(parsed, exp.Query) else parsed
+
+    return _rewrite([tree.copy() for tree in _parsed(sql)], read)
 
 
 def trees_to_duckdb(statements: list[exp.Expression], resolve_table: TableResolver) -> str:
     """`to_duckdb` of statements `parse_bigquery` gave (rewritten in place: parse again to reuse)."""
+
+    def read(key: TableKey) -> exp.Expression | None:
+        replacement = resolve_table(*key)
+        return sqlglot.parse_one(replacement, read="duckdb").subquery() if isinstance(replacement, str) else replacement
+
+    return _rewrite([t for t in statements if t is not None], read)
+
+
+def _rewrite(statements: list[exp.Expression], read: Callable[[TableKey], exp.Expression | None]) -> str:
     out = []
     for tree in statements:
-        if tree is None:
-            continue
-        cte_names = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
+        ctes = _cte_names(tree)
 
         def replace(node: exp.Expression) -> exp.Expression:
-            if not isinstance(node, exp.Table) or not node.name:
-                return node
-            if not node.db and node.name.lower() in cte_names:
-                return node
-            if isinstance(node.this, exp.Anonymous | exp.Func):
-                return node  # table functions such as UNNEST
-            project = node.catalog or None
-            dataset = node.db or ""
-            name = node.name
-            if not dataset and "." in name:  # `project.dataset.table` quoted as one identifier
-                parts = name.split(".")
-                name = parts[-1]
-                dataset = parts[-2] if len(parts) > 1 else ""
-                project = parts[-3] if len(parts) > 2 else None
-            replacement = resolve_table(project, dataset, name)
+            key = _table_key(node, ctes)
+            replacement = read(key) if key is not None else None
             if replacement is None:
                 return node
-            alias = node.alias or name
-            return exp.alias_(replacement, exp.to_identifier(alias), table=True)
+            return exp.alias_(replacement, exp.to_identifier(node.alias or key[2]), table=True)
 
-        tree = tree.transform(lambda n: _unaliased_unnest(_array_agg_limit(replace(n))), copy=False)
+        tree = tree.transform(lambda n: _unaliased_unnest(_array_agg_limit(_fold_date_add(replace(n)))), copy=False)
         out.append(tree.sql(dialect="duckdb", copy=False))  # the tree is ours: no defensive copy
     return ";\n".join(out)

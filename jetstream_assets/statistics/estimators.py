@@ -235,6 +235,12 @@ class _LinearFit:
     adjusted: bool
 
 
+def _dot(a: np.ndarray, b: np.ndarray) -> float:
+    """Inner product without BLAS: a vector dot through OpenBLAS wakes its thread pool, which costs ~1 ms
+    at rest and tens of milliseconds on a busy machine, for microseconds of arithmetic."""
+    return float(np.einsum("i,i->", a, b))
+
+
 def _fit_linear(y: np.ndarray, codes: np.ndarray, k: int, branches: list[str], x: np.ndarray | None, grid_mean: float) -> _LinearFit | None:
     """Exact OLS with one indicator per branch and a centred covariate; None when the fit is singular.
 
@@ -244,7 +250,7 @@ def _fit_linear(y: np.ndarray, codes: np.ndarray, k: int, branches: list[str], x
     n_b = np.bincount(codes, minlength=k).astype(float)
     ybar_b = np.bincount(codes, weights=y, minlength=k) / n_b
     yc = y - ybar_b[codes]
-    syy_w = float(np.dot(yc, yc))
+    syy_w = _dot(yc, yc)
     n = float(len(y))
     if x is None:
         p = k
@@ -256,9 +262,9 @@ def _fit_linear(y: np.ndarray, codes: np.ndarray, k: int, branches: list[str], x
         xbar = float(x.mean())
         xbar_b = np.bincount(codes, weights=x, minlength=k) / n_b
         xc = x - xbar_b[codes]
-        sxx_w = float(np.dot(xc, xc))
-        sxy_w = float(np.dot(xc, yc))
-        scale = float(np.dot(x - xbar, x - xbar))
+        sxx_w = _dot(xc, xc)
+        sxy_w = _dot(xc, yc)
+        scale = _dot(x - xbar, x - xbar)
         if not sxx_w > 1e-12 * max(scale, 1e-300) or not np.isfinite(sxx_w):
             return None
         p = k + 1
@@ -275,6 +281,29 @@ def _fit_linear(y: np.ndarray, codes: np.ndarray, k: int, branches: list[str], x
     df_resid = n - p
     sigma2 = max(ssr, 0.0) / df_resid if df_resid > 0 else np.nan
     return _LinearFit(branches, coef, sigma2 * xtx_inv, df_resid, shift, x is not None)
+
+
+#: The covariate quantiles marginaleffects averages predictions over (0, 0.0001, ..., 0.9999).
+GRID_QUANTILES = np.arange(0, 1, 0.0001)
+
+
+def quantile_grid(x: np.ndarray, quantiles: np.ndarray) -> np.ndarray:
+    """`pd.Series(x).quantile(quantiles)` (linear interpolation, NaN ignored) from one sort.
+
+    pandas computes each of the 10,000 grid quantiles with its own partition pass (0.4 s at 30,000
+    clients); sorting once and interpolating gives the same values (to rounding) in about a millisecond.
+    """
+    xs = np.sort(x[~np.isnan(x)])
+    if xs.size == 0:
+        return np.full(len(quantiles), np.nan)
+    q = np.asarray(quantiles, dtype=float)
+    h = xs.size * q - q  # (n - 1) q, rounded as numpy's "linear" method rounds it
+    lo = np.floor(h).astype(np.int64)
+    hi = np.minimum(lo + 1, xs.size - 1)
+    frac = h - lo
+    a, b = xs[lo], xs[hi]
+    # numpy's linear rule: lerp from the nearer end, so the result is exact when a == b
+    return np.where(frac < 0.5, a + (b - a) * frac, b - (b - a) * (1 - frac))
 
 
 def _pooled_cap(series: pd.Series, quantile: float) -> float:
@@ -362,7 +391,7 @@ def linear_model_mean(inp: StatisticInput) -> list[Row]:
 
     grid_mean = 0.0
     if x is not None:
-        grid_mean = float(pd.Series(x).quantile(np.arange(0, 1, 0.0001)).mean())
+        grid_mean = float(quantile_grid(x, GRID_QUANTILES).mean())
     fit = _fit_linear(y, codes, k, branches, x, grid_mean) if k else None
     if fit is None and x is not None:
         inp.notes.append(f"covariate '{covariate}' cannot be used (no variation within branches): unadjusted inferences")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from contextvars import ContextVar
@@ -57,13 +58,40 @@ class Warehouse(dg.ConfigurableResource, ABC):
         """
         submitted = dt.datetime.now(dt.UTC)
         result = self._run_query(sql, destination)
+        self._tell_listener(sql, result, submitted)
+        return result
+
+    def _tell_listener(self, sql: str, result: QueryResult, submitted: dt.datetime) -> None:
         listener = query_listener.get()
         if listener is not None:
             try:
                 listener(self, sql, result, submitted)
             except Exception:  # monitoring never fails a query that succeeded
                 logging.getLogger("jetstream_monitoring").warning("Query listener failed", exc_info=True)
-        return result
+
+    def run_query_split(
+        self, sql: str, column: str, outputs: dict[int, tuple[str, list[str]]]
+    ) -> tuple[QueryResult, dict[int, QueryResult]]:
+        """Run SQL once and replace several tables with parts of its result: `outputs[v] = (table,
+        columns)` gets the rows whose `column` is v, with those columns in that order. Returns the
+        query's result and each table's. Every query is reported to the `query_listener`.
+
+        This default stores the result in a scratch table of the results dataset, splits it with one
+        query per table and deletes it; an engine can do better (the local one keeps it in memory)."""
+        scratch = f"_scratch_{uuid.uuid4().hex[:16]}"
+        scanned = self.run_query(sql, scratch)
+        try:
+            ref = self.table_ref(scratch)
+            results = {
+                value: self.run_query(
+                    f"SELECT {', '.join(f'`{c}`' for c in columns)} FROM `{ref}` WHERE {column} = {int(value)}",
+                    table,
+                )
+                for value, (table, columns) in outputs.items()
+            }
+        finally:
+            self.delete_tables([scratch])
+        return scanned, results
 
     @abstractmethod
     def _run_query(self, sql: str, destination: str | None) -> QueryResult:

@@ -302,12 +302,16 @@ class BigQueryWarehouse(Warehouse):
                 raise WarehouseError(f"BigQuery query failed: {_reason(e)}") from e
 
     def dry_run(self, sql: str) -> None:
+        self.dry_run_bytes(sql)
+
+    def dry_run_bytes(self, sql: str) -> int:
+        """Bytes BigQuery would process (and bill) for the SQL, from a dry run; raises WarehouseError."""
         with self._client() as client:
             config = bigquery.QueryJobConfig(
                 dry_run=True, use_query_cache=False, default_dataset=self._default_dataset(client)
             )
             try:
-                client.query(sql, job_config=config)
+                return int(client.query(sql, job_config=config).total_bytes_processed or 0)
             except GoogleAPIError as e:
                 raise WarehouseError(f"Query does not compile on BigQuery: {_reason(e)}") from e
 

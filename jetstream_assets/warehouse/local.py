@@ -3,18 +3,21 @@
 Layout: `<root>/<dataset>/<table>.parquet`; a Jetstream view is `<root>/<dataset>/<view>.view.json`;
 an append-only table (the monitoring logs and query costs) is a folder of part files
 `<root>/<dataset>/<table>/part-<time>-<uuid>.parquet`, one per append, read together.
-Each query opens its own in-memory DuckDB connection and each table (or part) is written to a temporary
-file beside it and renamed, so parallel runs and readers never see half a table, never lose each other's
+Queries run on one in-memory DuckDB connection per process and thread (opened, configured and given
+the `mozfun` macros once, not per query) and each table (or part) is written to a temporary file beside
+it and renamed, so parallel runs and readers never see half a table, never lose each other's
 appends and never wait on a database lock. References to `project.dataset.table` ignore the project:
 locally there is one.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import re
 import shutil
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -22,7 +25,6 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 from pydantic import Field
-from sqlglot import parse_one
 
 from jetstream_assets.config.limits import DRY_RUN_SECONDS, interrupt_after
 from jetstream_assets.sql.mozfun import macro_statements
@@ -31,6 +33,12 @@ from jetstream_assets.warehouse.base import QueryResult, Warehouse, WarehouseErr
 
 _VIEW_SUFFIX = ".view.json"
 _PART = re.compile(r"part-[0-9]+-[0-9a-f]+\.parquet")
+
+
+# (pid, root, threads, memory_limit) -> connection, per thread: DuckDB connections are not to be shared
+# between threads, and a forked child must not reuse its parent's.
+_connections = threading.local()
+SCAN_LOG = "JETSTREAM_SCAN_LOG"
 
 
 def _sql_string(value: str) -> str:
@@ -96,6 +104,61 @@ class LocalWarehouse(Warehouse):
             con.execute(statement)
         return con
 
+    def _connection_key(self) -> tuple:
+        return (os.getpid(), str(Path(self.root).absolute()), int(self.threads), self.memory_limit,
+                bool(os.environ.get(SCAN_LOG)))
+
+    def _connection(self) -> duckdb.DuckDBPyConnection:
+        """This thread's connection for this warehouse, made by `_connect` the first time."""
+        cache = getattr(_connections, "by_key", None)
+        if cache is None:
+            cache = _connections.by_key = {}
+        key = self._connection_key()
+        con = cache.get(key)
+        if con is None:
+            con = cache[key] = self._connect()
+            if os.environ.get(SCAN_LOG):
+                con.execute("SET enable_profiling = 'json'")
+                con.execute("SET profiling_coverage = 'ALL'")
+                con.execute(f"SET profiling_output = {_sql_string(str(self._profile_path()))}")
+        return con
+
+    def _profile_path(self) -> Path:
+        return Path(self.root) / ".duckdb_tmp" / f"profile-{os.getpid()}-{threading.get_ident()}.json"
+
+    def _log_scans(self, destination: str | None) -> None:
+        """With JETSTREAM_SCAN_LOG set (benchmarks), append the Parquet row groups each query read per file
+        (DuckDB's profile of the query) to that JSON-lines file. Row groups, not DuckDB's `rows_scanned`:
+        that counts rows left after pushed-down filters, while a row group is read whole."""
+        path = self._profile_path()
+        try:
+            profile = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return
+        scans: dict[str, int] = {}
+
+        def walk(node: dict) -> None:
+            if node.get("type") == "TABLE_SCAN":
+                files = str(node.get("extra_info", {}).get("Filename(s)", ""))
+                scans[files] = scans.get(files, 0) + int(node.get("row_groups_scanned", 0))
+            for child in node.get("children", []):
+                walk(child)
+
+        for node in profile.get("operator", []):
+            walk(node)
+        with open(os.environ[SCAN_LOG], "a") as log:
+            log.write(json.dumps({"destination": destination, "row_groups": scans}) + "\n")
+
+    def _discard_connection(self) -> None:
+        """Forget this thread's connection after an engine error (it may be invalidated); the next query
+        opens a new one."""
+        con = getattr(_connections, "by_key", {}).pop(self._connection_key(), None)
+        if con is not None:
+            try:
+                con.close()
+            except duckdb.Error:
+                pass
+
     def _source_select(self, dataset: str, table: str, read: list[Path]) -> str:
         """SELECT reading a stored table or a window view; records the files it reads."""
         path = self.table_path(table, dataset)
@@ -144,8 +207,7 @@ class LocalWarehouse(Warehouse):
         def resolve(project: str | None, dataset: str, table: str):
             if not dataset:
                 return None
-            select = self._source_select(dataset, table, read)
-            return parse_one(select, read="duckdb").subquery()
+            return self._source_select(dataset, table, read)
 
         try:
             return to_duckdb(sql, resolve), read
@@ -155,7 +217,7 @@ class LocalWarehouse(Warehouse):
     def _execute(self, sql: str, destination: str | None):
         duck_sql, read = self._translate(sql)
         started = time.monotonic()
-        con = self._connect()
+        con = self._connection()
         try:
             if destination is None:
                 df = con.execute(duck_sql).df()
@@ -165,20 +227,18 @@ class LocalWarehouse(Warehouse):
                 target = self.table_path(destination)
                 tmp = self._tmp_path(target)
                 try:
-                    con.execute(
-                        f"COPY ({duck_sql}) TO {_sql_string(str(tmp))} (FORMAT parquet, COMPRESSION zstd)"
-                    )
                     rows = con.execute(
-                        f"SELECT count(*) FROM read_parquet({_sql_string(str(tmp))})"
-                    ).fetchone()[0]
+                        f"COPY ({duck_sql}) TO {_sql_string(str(tmp))} (FORMAT parquet, COMPRESSION zstd)"
+                    ).fetchone()[0]  # COPY answers with the number of rows written
                     os.replace(tmp, target)
                 finally:
                     tmp.unlink(missing_ok=True)
+            if os.environ.get(SCAN_LOG):
+                self._log_scans(destination)
         except duckdb.Error as e:
+            self._discard_connection()
             where = f" writing {self.table_ref(destination)}" if destination else ""
             raise WarehouseError(f"Query failed{where}: {e}") from e
-        finally:
-            con.close()
         result = QueryResult(
             destination=destination,
             rows=int(rows),
@@ -186,6 +246,51 @@ class LocalWarehouse(Warehouse):
             seconds=time.monotonic() - started,
         )
         return result, df
+
+    def run_query_split(
+        self, sql: str, column: str, outputs: dict[int, tuple[str, list[str]]]
+    ) -> tuple[QueryResult, dict[int, QueryResult]]:
+        """The result is kept in a DuckDB temporary table of this thread's connection (spilling to the
+        temp directory when large) instead of a Parquet file written and read back."""
+        submitted = dt.datetime.now(dt.UTC)
+        duck_sql, read = self._translate(sql)
+        started = time.monotonic()
+        con = self._connection()
+        scratch = f"_scan_{uuid.uuid4().hex}"
+        results: dict[int, QueryResult] = {}
+        try:
+            con.execute(f"CREATE TEMP TABLE {scratch} AS {duck_sql}")
+            if os.environ.get(SCAN_LOG):
+                self._log_scans(None)
+            rows = con.execute(f"SELECT count(*) FROM {scratch}").fetchone()[0]
+            scanned = QueryResult(None, int(rows), sum(p.stat().st_size for p in read if p.exists()),
+                                  time.monotonic() - started)
+            self._tell_listener(sql, scanned, submitted)
+            for value, (table, columns) in outputs.items():
+                submitted, started = dt.datetime.now(dt.UTC), time.monotonic()
+                target = self.table_path(table)
+                tmp = self._tmp_path(target)
+                select = ", ".join('"' + c.replace('"', '""') + '"' for c in columns)
+                try:
+                    written = con.execute(
+                        f"COPY (SELECT {select} FROM {scratch} WHERE {column} = {int(value)}) "
+                        f"TO {_sql_string(str(tmp))} (FORMAT parquet, COMPRESSION zstd)"
+                    ).fetchone()[0]
+                    os.replace(tmp, target)
+                finally:
+                    tmp.unlink(missing_ok=True)
+                results[value] = QueryResult(table, int(written), 0, time.monotonic() - started)
+                self._tell_listener(f"-- split of the query above\nSELECT {select} WHERE {column} = {value}",
+                                    results[value], submitted)
+        except duckdb.Error as e:
+            self._discard_connection()
+            raise WarehouseError(f"Query failed writing {len(outputs)} tables split by {column}: {e}") from e
+        finally:
+            try:
+                con.execute(f"DROP TABLE IF EXISTS {scratch}")
+            except duckdb.Error:
+                pass
+        return scanned, results
 
     def _tmp_path(self, target: Path) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -200,16 +305,15 @@ class LocalWarehouse(Warehouse):
 
     def dry_run(self, sql: str) -> None:
         duck_sql, _ = self._translate(sql)
-        con = self._connect()
+        con = self._connection()
         try:
             with interrupt_after(con, DRY_RUN_SECONDS) as interrupted:
                 con.execute(f"EXPLAIN {duck_sql}")
         except duckdb.Error as e:
+            self._discard_connection()
             if interrupted.is_set():
                 raise WarehouseError(f"Query does not compile within {DRY_RUN_SECONDS:g} s (interrupted)") from e
             raise WarehouseError(f"Query does not compile: {e}") from e
-        finally:
-            con.close()
 
     def read_table(
         self, table: str, columns: list[str] | None = None, dataset: str | None = None
@@ -218,15 +322,19 @@ class LocalWarehouse(Warehouse):
         return self.query(f"SELECT {cols} FROM `{self.table_ref(table, dataset)}`")
 
     def _write_frame(self, df: pd.DataFrame, target: Path, tmp: Path) -> None:
-        con = self._connect()
+        con = self._connection()
+        name = f"frame_{uuid.uuid4().hex}"
         try:
-            con.register("frame", df)
-            con.execute(f"COPY frame TO {_sql_string(str(tmp))} (FORMAT parquet, COMPRESSION zstd)")
+            con.register(name, df)
+            try:
+                con.execute(f"COPY {name} TO {_sql_string(str(tmp))} (FORMAT parquet, COMPRESSION zstd)")
+            finally:
+                con.unregister(name)
             os.replace(tmp, target)
         except duckdb.Error as e:
+            self._discard_connection()
             raise WarehouseError(f"Cannot write {target}: {e}") from e
         finally:
-            con.close()
             tmp.unlink(missing_ok=True)
 
     def write_dataframe(self, df: pd.DataFrame, table: str, dataset: str | None = None) -> None:
@@ -260,13 +368,13 @@ class LocalWarehouse(Warehouse):
     def table_columns(self, table: str, dataset: str | None = None) -> list[str]:
         if not self.table_exists(table, dataset):
             return []
-        con = self._connect()
+        read: list[Path] = []
+        select = self._source_select(dataset or self.dataset, table, read)
         try:
-            read: list[Path] = []
-            select = self._source_select(dataset or self.dataset, table, read)
-            return [d[0] for d in con.execute(f"DESCRIBE {select}").fetchall()]
-        finally:
-            con.close()
+            return [d[0] for d in self._connection().execute(f"DESCRIBE {select}").fetchall()]
+        except duckdb.Error as e:
+            self._discard_connection()
+            raise WarehouseError(f"Cannot read the columns of {self.table_ref(table, dataset)}: {e}") from e
 
     def list_tables(self, prefix: str = "", dataset: str | None = None) -> list[str]:
         folder = self._dir(dataset)

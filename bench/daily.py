@@ -1,0 +1,217 @@
+"""Run overhead: one analysis date for many live experiments, as the sensor launches them.
+
+N experiment records (copies of demo-live's dates and branches under new slugs, all in the same demo
+telemetry, generated with them) are analysed on one date on which their day and week-1 windows close
+(enrollments were computed beforehand, on their last enrollment date). Timed in this process:
+
+1. compute: the analysis functions the assets call, cell by cell, without Dagster (the reference: the
+   per-cell compute any orchestration has to pay);
+2. per experiment: one Dagster run per experiment for the date, which is what the Experimenter sensor
+   launches today (`run_experiment`, as `jetstream-assets run --date`);
+3. per date: one Dagster run over the date for all N experiments (a partition range along the experiment
+   dimension; a single-run backfill policy makes it one step per asset).
+
+Overhead per experiment-day = (wall time - compute) / N. Rows read from each telemetry table by the
+per-date run are printed against one scan of the days it needs.
+
+    .venv/bin/python bench/daily.py [--experiments 100] [--clients 20000] [--modes compute experiment date]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+TODAY = dt.date(2026, 11, 24)
+
+
+def records(n: int) -> list[dict]:
+    from jetstream_assets.demo.experiments import demo_experiments
+
+    template = next(e for e in demo_experiments(TODAY) if e["slug"] == "demo-live")
+    out = []
+    for i in range(n):
+        slug = f"daily-{i:03d}"
+        record = json.loads(json.dumps(template))
+        record.update(slug=slug, id=slug, outcomes=[], segments=[])
+        record["bucketConfig"].update(count=max(1, 10000 // n), start=(i * 10000 // n) % 10000,
+                                      namespace=f"firefox-desktop-{slug}-release-1")
+        out.append(record)
+    return out
+
+
+def setup(home: Path, n: int, clients: int) -> tuple[list[str], dt.date]:
+    from jetstream_assets.planner import Planner
+    from jetstream_assets.assets.enrollments import compute_enrollments
+    from jetstream_assets.demo.config_repo import create_config_repo
+    from jetstream_assets.demo.telemetry import generate_telemetry
+    from jetstream_assets.resources import build_resources, experimenter_file, metric_hub_dir
+
+    experiments = records(n)
+    experimenter_file(home).parent.mkdir(parents=True, exist_ok=True)
+    experimenter_file(home).write_text(json.dumps(experiments))
+    create_config_repo(metric_hub_dir(home))
+    generate_telemetry(home / "warehouse", clients=clients, today=TODAY, experiments=experiments)
+    resources = build_resources(home)
+    planner = Planner(resources["experimenter"], resources["metric_hub"], TODAY)
+    slugs = [e["slug"] for e in experiments]
+    first = planner.plan(slugs[0], TODAY)
+    week1 = first.last_enrollment_date + dt.timedelta(days=6)
+    for slug in slugs:  # enrollments, as computed on the last enrollment date
+        cell = planner.plan(slug, week1)
+        compute_enrollments(replace(cell, analysis_date=cell.last_enrollment_date), resources["warehouse"])
+    return slugs, week1
+
+
+def compute_only(home: Path, slugs: list[str], date: dt.date) -> float:
+    from jetstream_assets.planner import Cell, Planner
+    from jetstream_assets.assets.exports import export_metadata, export_statistics
+    from jetstream_assets.assets.metrics import compute_metrics
+    from jetstream_assets.assets.statistics import compute_statistics
+    from jetstream_assets.resources import build_resources
+    from jetstream_assets.sql.metrics_scan import SharedScan
+
+    resources = build_resources(home)
+    warehouse, store = resources["warehouse"], resources["export_store"]
+    started = time.perf_counter()
+    planner = Planner(resources["experimenter"], resources["metric_hub"], TODAY)
+    for slug in slugs:
+        cell = planner.plan(slug, date)
+        assert isinstance(cell, Cell) and cell.windows, cell
+        scan = SharedScan(warehouse)
+        scan.plan([cell])
+        compute_metrics(cell, warehouse, scan)
+        compute_statistics(cell, warehouse)
+        export_statistics(cell, warehouse, store)
+        export_metadata(cell, resources["metric_hub"], store)
+    return time.perf_counter() - started
+
+
+def per_experiment(instance, defs, slugs: list[str], date: dt.date) -> float:
+    from jetstream_assets.runner import run_experiment
+
+    started = time.perf_counter()
+    for slug in slugs:
+        summary = run_experiment(instance, defs, slug, [date])
+        if not summary.success:
+            raise SystemExit(f"{slug}: {summary.errors[:3]}")
+    return time.perf_counter() - started
+
+
+def per_date(instance, defs, slugs: list[str], date: dt.date) -> float:
+    from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+
+    from jetstream_assets.partitions import EXPERIMENTS, cell_key
+
+    missing = [s for s in slugs if not instance.has_dynamic_partition(EXPERIMENTS.name, s)]
+    if missing:
+        instance.add_dynamic_partitions(EXPERIMENTS.name, missing)
+    tags = {ASSET_PARTITION_RANGE_START_TAG: str(cell_key(slugs[0], date)),
+            ASSET_PARTITION_RANGE_END_TAG: str(cell_key(slugs[-1], date)),
+            "jetstream/reason": "analysis date completed (all live experiments)"}
+    started = time.perf_counter()
+    result = defs.resolve_job_def("analysis").execute_in_process(
+        instance=instance, tags=tags, raise_on_error=False,
+        run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}},
+    )
+    seconds = time.perf_counter() - started
+    if not result.success:
+        raise SystemExit("per-date run failed")
+    return seconds
+
+
+def fresh_results(home: Path, slugs: list[str]) -> None:
+    """Remove what the last mode wrote for the date (keeping the enrollments)."""
+    results = home / "warehouse" / "mozanalysis"
+    for path in results.iterdir():
+        if not path.name.startswith("enrollments_"):
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+    shutil.rmtree(home / "exports", ignore_errors=True)
+    shutil.rmtree(home / "warehouse" / "monitoring", ignore_errors=True)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--experiments", type=int, default=100)
+    parser.add_argument("--clients", type=int, default=20_000)
+    parser.add_argument("--modes", nargs="+", default=["compute", "date", "experiment"],
+                        choices=["compute", "experiment", "date"])
+    parser.add_argument("--keep", type=Path)
+    args = parser.parse_args(argv)
+    os.environ["JETSTREAM_TODAY"] = TODAY.isoformat()
+    os.environ.setdefault("JETSTREAM_LOG_LEVEL", "ERROR")
+    work = Path(tempfile.mkdtemp(prefix="daily-", dir=args.keep))
+    home = work / "home"
+    os.environ["JETSTREAM_HOME"] = str(home)
+    try:
+        started = time.perf_counter()
+        slugs, date = setup(home, args.experiments, args.clients)
+        print(f"{len(slugs)} experiments over {args.clients:,} clients, enrollments done, in "
+              f"{time.perf_counter() - started:.0f}s; analysis date {date} (day and week-1 windows close)",
+              flush=True)
+        from jetstream_assets.definitions import build_definitions
+        from jetstream_assets.runner import prepare_instance
+
+        n = len(slugs)
+        timings, cpu = {}, {}
+        for mode in args.modes:
+            cpu_start = time.process_time()
+            fresh_results(home, slugs)
+            if mode == "compute":
+                timings[mode] = compute_only(home, slugs, date)
+                cpu[mode] = time.process_time() - cpu_start
+                print(f"compute only (sum of per-cell compute, no Dagster): {timings[mode]:.1f}s wall, "
+                      f"{cpu[mode]:.1f}s CPU", flush=True)
+                continue
+            shutil.rmtree(home / "dagster", ignore_errors=True)
+            instance = prepare_instance(home)
+            defs = build_definitions(home)
+            log = work / f"scans-{mode}.jsonl"
+            os.environ["JETSTREAM_SCAN_LOG"] = str(log)
+            try:
+                run = per_experiment if mode == "experiment" else per_date
+                timings[mode] = run(instance, defs, slugs, date)
+            finally:
+                os.environ.pop("JETSTREAM_SCAN_LOG", None)
+            cpu[mode] = time.process_time() - cpu_start
+            label = {"experiment": f"{n} runs, one per experiment (the sensor today)",
+                     "date": f"1 run over the date for all {n} experiments"}[mode]
+            print(f"{label}: {timings[mode]:.1f}s wall, {cpu[mode]:.1f}s CPU", flush=True)
+            if log.exists():
+                from scans import rows_read
+
+                from scans import days_needed
+
+                first, last = days_needed(home, slugs[0], [date], TODAY)  # every experiment has the same dates
+                print(f"rows read from each telemetry table, against one scan per experiment-day:")
+                print("\n".join(rows_read(home / "warehouse" / "telemetry", log, first, last, runs=n)), flush=True)
+        if "compute" in timings:
+            for mode in ("experiment", "date"):
+                if mode in timings:
+                    overhead = (timings[mode] - timings["compute"]) / n
+                    overhead_cpu = (cpu[mode] - cpu["compute"]) / n
+                    print(f"overhead per experiment-day, {mode:<10}: {overhead:.2f}s wall "
+                          f"(wall {timings[mode]:.1f}s - compute {timings['compute']:.1f}s, / {n}), "
+                          f"{overhead_cpu:.2f}s CPU; target <= 0.5s")
+        return 0
+    finally:
+        if args.keep is None:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
