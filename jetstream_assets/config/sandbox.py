@@ -23,7 +23,9 @@ import datetime as dt
 import functools
 import string
 import sys
+import threading
 import types
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -141,12 +143,33 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
             raise TemplateLimitError(f"template nests too deeply to parse ({type(e).__name__})") from None
 
     def from_string(self, source, globals=None, template_class=None):  # type: ignore[override]  # noqa: A002
-        if isinstance(source, str) and (why := bounds.refused(source)):
+        """A template bound to this environment and `globals`; its compiled code is shared (`_COMPILED`)."""
+        if not isinstance(source, str):
+            return super().from_string(source, globals, template_class)
+        if why := bounds.refused(source):
             raise TemplateLimitError(why)
-        template = super().from_string(source, globals, template_class)
-        if isinstance(source, str):
-            template._source_digest = bounds.digest(source)
+        key = (source, self._compile_key())
+        code = _COMPILED.get(key)
+        if code is None:
+            code = self.compile(source)
+            _COMPILED.put(key, code, len(source))
+        # the code only defines render functions: globals, filters and bounds are bound here, per template
+        template = (template_class or self.template_class).from_code(self, code, self.make_globals(globals))
+        template._source_digest = bounds.digest(source)
         return template
+
+    def _compile_key(self) -> tuple:
+        """Everything of this environment that Jinja's compiler reads (syntax, options, and the filters and
+        tests it may call while folding constants); not globals, which a compiled template never embeds."""
+        return (
+            type(self), self.code_generator_class, self.block_start_string, self.block_end_string,
+            self.variable_start_string, self.variable_end_string, self.comment_start_string,
+            self.comment_end_string, self.line_statement_prefix, self.line_comment_prefix, self.trim_blocks,
+            self.lstrip_blocks, self.newline_sequence, self.keep_trailing_newline, self.optimized,
+            self.autoescape, self.finalize, self.is_async, self.undefined,
+            tuple((name, type(ext)) for name, ext in self.extensions.items()),
+            tuple(self.filters.items()), tuple(self.tests.items()),
+        )
 
     # sandbox policy -----------------------------------------------------------------------------
     def is_safe_callable(self, obj: Any) -> bool:
@@ -200,6 +223,51 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
 
 
 _OWN_CALLABLES = (BoundedSandbox.bounded_iter, BoundedSandbox.bounded_concat)
+
+
+class _CompiledCache:
+    """Compiled template code by (source, environment's compile settings), least recently used first out,
+    at most `MAX_ENTRIES` templates and `MAX_CHARS` characters of source. metric-config-parser builds a
+    new environment for every expression it renders, so without it each config recompiles every default
+    metric's template. Only code is shared: each `from_string` binds it to its own environment and globals
+    (functions.toml of another commit is another globals mapping, never baked into the code)."""
+
+    MAX_ENTRIES = 4096
+    MAX_CHARS = 8 << 20
+
+    def __init__(self) -> None:
+        self._codes: OrderedDict[tuple, tuple[types.CodeType, int]] = OrderedDict()
+        self._chars = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple) -> types.CodeType | None:
+        with self._lock:
+            hit = self._codes.get(key)
+            if hit is None:
+                return None
+            self._codes.move_to_end(key)
+            return hit[0]
+
+    def put(self, key: tuple, code: types.CodeType, chars: int) -> None:
+        with self._lock:
+            if key in self._codes or chars > self.MAX_CHARS:
+                return
+            self._codes[key] = (code, chars)
+            self._chars += chars
+            while len(self._codes) > self.MAX_ENTRIES or self._chars > self.MAX_CHARS:
+                _, (_, size) = self._codes.popitem(last=False)
+                self._chars -= size
+
+    def __len__(self) -> int:
+        return len(self._codes)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._codes.clear()
+            self._chars = 0
+
+
+_COMPILED = _CompiledCache()
 
 
 # ---- installing it into metric-config-parser ----------------------------------------------------
