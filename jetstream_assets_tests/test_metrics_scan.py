@@ -88,3 +88,37 @@ def test_shared_scan_tables_equal_one_window_queries(world, slug):
     telemetry = [q for q in listener_calls
                  if any(dataset not in ("", warehouse.dataset) for _, dataset, _ in table_references(q))]
     assert len(telemetry) == 1, len(telemetry)
+
+
+def test_a_table_the_scan_cannot_write_fails_only_its_cell(world):
+    """One per-window table that cannot be replaced (here a folder in its place) fails the cell whose window
+    writes it; the other cells of the step still get their tables (the scan falls back to one query per window)."""
+    cells = _cells(world, "demo-complete")
+    warehouse = world.warehouse
+    first = cells[0]
+    compute_enrollments(replace(first, analysis_date=first.last_enrollment_date), warehouse)
+    week = next(c for c in cells if any(w.period.value == "week" for w in c.windows))
+    step = [c for c in cells if c.analysis_date in {week.analysis_date - dt.timedelta(days=1), week.analysis_date,
+                                                    week.analysis_date + dt.timedelta(days=1)}]
+    assert len(step) == 3
+    blocked = warehouse.table_path(names.metrics_table(week.slug, "enrollments", week.windows[-1].period, 1))
+    if blocked.exists():
+        blocked.unlink()
+    blocked.mkdir()
+    try:
+        scan = SharedScan(warehouse)
+        scan.plan(step)
+        outcomes = {}
+        for cell in step:
+            try:
+                outcomes[cell.analysis_date] = compute_metrics(cell, warehouse, scan)
+            except OSError as e:
+                outcomes[cell.analysis_date] = e
+    finally:
+        blocked.rmdir()
+    assert isinstance(outcomes[week.analysis_date], OSError)
+    for cell in step:
+        if cell is not week:
+            assert not isinstance(outcomes[cell.analysis_date], Exception), outcomes[cell.analysis_date]
+            for window in cell.windows:
+                assert warehouse.table_exists(names.metrics_table(cell.slug, "enrollments", window.period, window.index))

@@ -285,6 +285,8 @@ class LocalWarehouse(Warehouse):
         except duckdb.Error as e:
             self._discard_connection()
             raise WarehouseError(f"Query failed writing {len(outputs)} tables split by {column}: {e}") from e
+        except OSError as e:  # a table that cannot be replaced: the caller falls back to one query per table
+            raise WarehouseError(f"Query could not write one of {len(outputs)} tables split by {column}: {e}") from e
         finally:
             try:
                 con.execute(f"DROP TABLE IF EXISTS {scratch}")
