@@ -138,6 +138,10 @@ def test_the_plan_is_made_once_per_run_and_shows_windows_dates_commit_and_skips(
     # the experiment's dates at a glance, on its latest cell of the step
     table = week["experiment_dates"].value
     assert f"| {dates[0]} | no-op: not_yet |" in table and f"| {dates[-1]} | computes" in table
+    # the cells of this run are marked as this run's, not as missing
+    (last_line,) = [line for line in table.splitlines() if line.startswith(f"| {dates[-1]} | computes")]
+    assert last_line.endswith(" | ".join(["this run"] * 5) + " |"), last_line
+    assert f"{(dates[-1] - dates[0]).days + 1} computed by this run" in table
 
 
 def test_srm_and_enrolled_clients_are_recorded_per_partition(world):

@@ -18,6 +18,7 @@ from __future__ import annotations
 import collections
 import datetime as dt
 import logging
+from collections.abc import Collection
 
 import dagster as dg
 
@@ -102,8 +103,11 @@ def _still_to_come(planner: Planner, experiment, after: dt.date | None) -> list[
     return [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
 
 
-def experiment_dates(context: dg.AssetExecutionContext, planner: Planner, slug: str) -> dg.MetadataValue:
-    """Every analysis date of the experiment: what the plan does on it and which steps have materialized it."""
+def experiment_dates(
+    context: dg.AssetExecutionContext, planner: Planner, slug: str, in_run: Collection[str] = ()
+) -> dg.MetadataValue:
+    """Every analysis date of the experiment: what the plan does on it and which steps have materialized it
+    (`in_run`: the cells this run computes, marked as such rather than missing)."""
     experiment = planner.experiment(slug)
     if experiment is None:
         return dg.MetadataValue.md(f"{slug} is not in Experimenter.")
@@ -120,16 +124,21 @@ def experiment_dates(context: dg.AssetExecutionContext, planner: Planner, slug: 
     on = planner.today
     lines = ["| date | plan | " + " | ".join(ANALYSIS_STEPS) + " |", "|---|---|" + "---|" * len(ANALYSIS_STEPS)]
     counts = collections.Counter()
+    running = {str(k) for k in in_run}
     for day in dates:
+        key = f"{day}|{slug}"
         summary = "still to come" if day >= on else _date_summary(planner.plan(slug, day))
-        marks = ["done" if f"{day}|{slug}" in done[s] else "-" for s in ANALYSIS_STEPS]
-        counts["still to come" if day >= on else "done" if all(m == "done" for m in marks) else "not done"] += 1
+        marks = ["this run" if key in running else "done" if key in done[s] else "-" for s in ANALYSIS_STEPS]
+        state = ("still to come" if day >= on else "this run" if key in running
+                 else "done" if all(m == "done" for m in marks) else "not done")
+        counts[state] += 1
         lines.append(f"| {day} | {summary} | " + " | ".join(marks) + " |")
     header = (
         f"**{slug}**: {len(dates)} analysis dates ({dates[0] if dates else '-'} .. {dates[-1] if dates else '-'}); "
-        f"{counts['done']} done by every step, {counts['not done']} not (before this run), "
-        f"{counts['still to come']} still to come. `done` = "
-        "materialized (computed or no-op), `-` = missing or failed.\n\n"
+        f"{counts['done']} done by every step, {counts['this run']} computed by this run, "
+        f"{counts['not done']} missing or failed, {counts['still to come']} still to come. `done` = "
+        "materialized (computed or no-op) before this run, `this run` = computed by this run (its partitions show "
+        "whether each step succeeded), `-` = missing or failed.\n\n"
     )
     return dg.MetadataValue.md(header + "\n".join(lines))
 
@@ -161,7 +170,7 @@ def purge_before_full_reruns(
                 f"{len(removed['exports'])} stale export(s)"
             )
         try:
-            extra.setdefault(last, {})["experiment_dates"] = experiment_dates(context, planner, slug)
+            extra.setdefault(last, {})["experiment_dates"] = experiment_dates(context, planner, slug, slug_keys)
         except Exception as e:  # noqa: BLE001 - a broken record: its cells say what is wrong
             logger.info("No dates overview of %s: %s", slug, e, extra={"experiment": slug})
     return extra
