@@ -273,6 +273,25 @@ def _field_line(text: str, field_path: str) -> int | None:
     return line if line is not None else keys.get(field_path.split(".")[-1])
 
 
+def key_line(text: str, table_line: int | None, key: str) -> int | None:
+    """Line of `key = ...` inside the table whose header is on `table_line` (also inline, as in
+    `x = { key = 1 }`); the table's own line when the key is not written there."""
+    if table_line is None:
+        return None
+    lines = text.split("\n")
+    own = re.compile(rf"\b{re.escape(key)}[ \t]*=")
+    inside = re.compile(rf"^[ \t]*{re.escape(key)}[ \t]*=|[{{,][ \t]*{re.escape(key)}[ \t]*=")
+    if table_line <= len(lines) and own.search(lines[table_line - 1]):
+        return table_line
+    for number in range(table_line + 1, len(lines) + 1):
+        line = lines[number - 1]
+        if line.lstrip().startswith("["):
+            break
+        if inside.search(line):
+            return number
+    return table_line
+
+
 def _describe(exc: BaseException) -> str:
     """A one-line cause, unwrapping cattrs' grouped structuring errors."""
     inner = getattr(exc, "exceptions", None)

@@ -599,19 +599,11 @@ def _line_of(path, field: str) -> int | None:
 
 def _key_line(path, table: str, key: str) -> int | None:
     """Line of `key = ...` inside `[table]` (the table's own line when the key is not found there)."""
+    from .metric_hub import key_line
+
     start = _line_of(path, table)
     text = _read(path)
-    if start is None or text is None:
-        return start
-    lines = text.split("\n")
-    pattern = re.compile(rf"^[ \t]*{re.escape(key)}[ \t]*=|[{{,][ \t]*{re.escape(key)}[ \t]*=")
-    for number in range(start, len(lines) + 1):
-        text = lines[number - 1]
-        if number > start and text.lstrip().startswith("["):
-            break
-        if pattern.search(text):
-            return number
-    return start
+    return start if text is None else key_line(text, start, key)
 
 
 def resolve_config(experiment: Experiment, loaded: LoadedConfigs) -> ResolvedConfig:

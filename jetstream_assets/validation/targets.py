@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -24,6 +23,7 @@ from jetstream_assets.config.metric_hub import (
     LoadedConfigs,
     MetricHubError,
     _field_line,
+    key_line,
     load_metric_hub,
 )
 from jetstream_assets.config.resolve import ResolvedConfig
@@ -101,21 +101,6 @@ def own_line(target: Target, fld: str) -> int | None:
     return None
 
 
-def _key_line(text: str, table_line: int | None, key: str) -> int | None:
-    """Line of `key = ...` inside the table starting at `table_line` (or inline on that line)."""
-    if table_line is None:
-        return None
-    lines = text.splitlines()
-    if re.search(rf"\b{re.escape(key)}\s*=", lines[table_line - 1]):
-        return table_line
-    for number in range(table_line, len(lines)):
-        if lines[number].lstrip().startswith("["):
-            break
-        if re.match(rf"\s*{re.escape(key)}\s*=", lines[number]):
-            return number + 1
-    return table_line
-
-
 def locate(target: Target, path: list[str], key: str | None = None) -> tuple[str, int | None]:
     """The file (shown as given for the validated one) and line that define a config entry (with `key`:
     the line of that key in the entry's table)."""
@@ -138,7 +123,7 @@ def locate(target: Target, path: list[str], key: str | None = None) -> tuple[str
                 text = (loaded.root / rel).read_text(encoding="utf-8")
             line = _field_line(text, ".".join(path)) if text else None
             if key is not None and text:
-                line = _key_line(text, line, key)
+                line = key_line(text, line, key)
             return display_name(target, rel), line
     return target.display, None
 
