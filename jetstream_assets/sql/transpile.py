@@ -10,11 +10,11 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import re
+import threading
 from collections.abc import Callable
 
 import sqlglot
 from sqlglot import exp
-from sqlglot.dialects.bigquery import BigQuery
 from sqlglot.optimizer.normalize_identifiers import normalize_identifiers
 from sqlglot.parsers.bigquery import BigQueryParser
 
@@ -28,6 +28,8 @@ _UDF_CALL = re.compile(
     r"|" + _PROJECT + r"\b(udf|udf_js)\.(\w+)`?(?=\s*\()",
     re.IGNORECASE,
 )
+
+_UDF_WORD = re.compile(r"mozfun\.|udf(?:_js)?\.", re.IGNORECASE)
 
 
 def udf_macro_name(*parts: str) -> str:
@@ -43,6 +45,8 @@ def rename_udf_calls(sql: str) -> str:
     def repl(m: re.Match) -> str:
         return udf_macro_name(*(g for g in m.groups() if g))
 
+    if not _UDF_WORD.search(sql):  # most statements call none: the full pattern is slow to scan with
+        return sql
     return _UDF_CALL.sub(repl, sql)
 
 
@@ -107,47 +111,66 @@ TableKey = tuple[str | None, str, str]  # (project, dataset, table)
 CACHE_SIZE = 512
 
 
-class _Parser(BigQueryParser):
-    def _implicit_unnests_to_explicit(self, this):
-        """sqlglot's rewrite of BigQuery's `FROM t, t.list` into `UNNEST(t.list)`, without deep-copying
-        every joined subquery to learn its alias (that made parsing mozanalysis' nested queries
-        quadratic: half of validate-config's time)."""
-        def ref(node: exp.Expression, maybe_column: bool = False):
-            if isinstance(node, exp.Table):
-                copy = node.copy()
-                if maybe_column:
-                    copy.meta["maybe_column"] = True
-                return normalize_identifiers(copy, dialect=self.dialect)
-            alias = node.alias_or_name
-            return exp.to_identifier(alias) if alias else node
+def _explicit_unnests(select: exp.Select) -> None:
+    """BigQuery's `FROM t, t.list` (a join on a column path of an earlier table) as `UNNEST(t.list)`.
 
-        refs = {ref(this.args["from_"].this).alias_or_name}
-        for join in this.args.get("joins") or []:
-            table = join.this
-            normalized = ref(table, maybe_column=True)
-            if isinstance(table, exp.Table) and not join.args.get("on"):
-                if len(normalized.parts) > 1 and normalized.parts[0].name in refs:
-                    table_as_column = table.to_column()
-                    unnest = exp.Unnest(expressions=[table_as_column])
-                    if isinstance(table.args.get("alias"), exp.TableAlias):
-                        table_as_column.replace(table_as_column.this)
-                        exp.alias_(unnest, None, table=[table.args["alias"].this], copy=False)
-                    table.replace(unnest)
-            refs.add(normalized.alias_or_name)
-        return this
+    sqlglot's parser does this rewrite itself (`SUPPORTS_IMPLICIT_UNNEST`) but deep-copies every joined
+    subquery to learn its alias, which made parsing mozanalysis' nested queries quadratic (half of
+    validate-config's time); this is the same rewrite on the parsed tree, without copies. A tree walk
+    rather than a parser subclass, so sqlglot's compiled build (`sqlglotc`, whose classes cannot be
+    subclassed) serves the parse."""
+    from_ = select.args.get("from_")
+    joins = select.args.get("joins")
+    if from_ is None or not joins:
+        return
+
+    def ref(node: exp.Expression, maybe_column: bool = False):
+        if isinstance(node, exp.Table):
+            copy = node.copy()
+            if maybe_column:
+                copy.meta["maybe_column"] = True
+            return normalize_identifiers(copy, dialect="bigquery")
+        alias = node.alias_or_name
+        return exp.to_identifier(alias) if alias else node
+
+    refs = {ref(from_.this).alias_or_name}
+    for join in joins:
+        table = join.this
+        normalized = ref(table, maybe_column=True)
+        if isinstance(table, exp.Table) and not join.args.get("on"):
+            if len(normalized.parts) > 1 and normalized.parts[0].name in refs:
+                table_as_column = table.to_column()
+                unnest = exp.Unnest(expressions=[table_as_column])
+                if isinstance(table.args.get("alias"), exp.TableAlias):
+                    table_as_column.replace(table_as_column.this)
+                    exp.alias_(unnest, None, table=[table.args["alias"].this], copy=False)
+                table.replace(unnest)
+        refs.add(normalized.alias_or_name)
 
 
-class _BigQuery(BigQuery):
-    Parser = _Parser
+_PARSE_LOCK = threading.Lock()
 
 
 def parse_bigquery(sql: str) -> list[exp.Expression]:
     """BigQuery SQL parsed (persistent-function calls renamed to their macros); TranspileError if it
     does not parse."""
+    text = rename_udf_calls(sql)
     try:
-        return [t for t in sqlglot.parse(rename_udf_calls(sql), read=_BigQuery) if t is not None]
+        # sqlglot's own implicit-UNNEST rewrite is switched off for this parse (a class setting: the
+        # compiled parser has no per-call option) and done by `_explicit_unnests` instead
+        with _PARSE_LOCK:
+            implicit = BigQueryParser.SUPPORTS_IMPLICIT_UNNEST
+            BigQueryParser.SUPPORTS_IMPLICIT_UNNEST = False
+            try:
+                trees = [t for t in sqlglot.parse(text, read="bigquery") if t is not None]
+            finally:
+                BigQueryParser.SUPPORTS_IMPLICIT_UNNEST = implicit
     except sqlglot.errors.ParseError as e:
         raise TranspileError(f"SQL does not parse as BigQuery: {e}") from e
+    for tree in trees:
+        for select in tree.find_all(exp.Select):
+            _explicit_unnests(select)
+    return trees
 
 
 @functools.lru_cache(maxsize=CACHE_SIZE)

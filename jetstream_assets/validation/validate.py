@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import gc
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -33,6 +34,18 @@ from jetstream_assets.validation.sql import build_queries
 from jetstream_assets.validation.synthetic_engine import SyntheticEngine
 from jetstream_assets.validation.targets import prepare_target
 from jetstream_assets.warehouse.base import Warehouse
+
+@contextlib.contextmanager
+def _frozen_heap():
+    """The objects alive before the call (imported modules, loaded libraries) are left out of the garbage
+    collector's full passes while it runs: validation allocates millions of short-lived parse trees, and
+    every full pass would walk the whole heap again (a tenth of the call's time)."""
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
 
 def validate_configs(
     paths: Iterable[str | Path],
@@ -53,6 +66,7 @@ def validate_configs(
     today = today or dt.date.today()
     synthetic = synthetic or warehouse is None
     with contextlib.ExitStack() as stack:
+        stack.enter_context(_frozen_heap())
         hubs: dict = {}
         targets = [prepare_target(Path(p), metric_hub, stack, hubs) for p in paths]
         for target in targets:
