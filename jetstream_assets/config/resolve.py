@@ -34,6 +34,7 @@ from metric_config_parser.segment import SegmentReference
 from jetstream_assets.sql.safety import EXPRESSION, FROM, QUERY, UnsafeSQLError, check_sql
 
 from . import sandbox
+from .own_config_pass import own_config_alone
 from .metric_hub import ConfigFileError, LoadedConfigs
 
 
@@ -232,6 +233,8 @@ class _Resolver:
         self._messages: set[str] = set()
         self.outcome_files: list[str] = []
         self.used_files: set[str] = set()
+        #: metrics the resolution could not resolve (already reported)
+        self.unresolved: set[str] = set()
 
     # where a field was set -------------------------------------------------------------------
     def candidate_files(self) -> list[str]:
@@ -419,6 +422,7 @@ class _Resolver:
                 try:
                     summaries += ref.resolve(spec, conf, configs)
                 except Exception as exc:  # noqa: BLE001 - drop this metric only
+                    self.unresolved.add(ref.name)
                     self.metric_error(ref.name, key, exc)
             # later references (merged configs) override earlier ones, as in Jetstream
             unique: list[Summary] = []
@@ -606,21 +610,23 @@ def _key_line(path, table: str, key: str) -> int | None:
     return start if text is None else key_line(text, start, key)
 
 
-def resolve_config(experiment: Experiment, loaded: LoadedConfigs) -> ResolvedConfig:
+def resolve_config(experiment: Experiment, loaded: LoadedConfigs, *, as_validate: bool = False) -> ResolvedConfig:
     """Resolve the analysis configuration of `experiment` (Jetstream's default + custom config).
 
     Raises `ConfigError` when the experiment cannot be analysed at all; recoverable problems are
-    listed in `ResolvedConfig.errors`.
+    listed in `ResolvedConfig.errors`. With `as_validate`, the errors also hold what Jetstream's
+    validate-config rejects beyond the analysis (`own_config_pass`).
     """
     r = _Resolver(experiment, loaded)
     if not (experiment.normandy_slug or experiment.experimenter_slug):
         raise ConfigError(r.slug, "experiment has no slug", hint="fix the record in Experimenter")
     with sandbox.render_scope():  # every template of this experiment together renders in bounded time
-        return _resolve(r, experiment, loaded)
+        return _resolve(r, experiment, loaded, as_validate)
 
 
-def _resolve(r: _Resolver, experiment: Experiment, loaded: LoadedConfigs) -> ResolvedConfig:
+def _resolve(r: _Resolver, experiment: Experiment, loaded: LoadedConfigs, as_validate: bool) -> ResolvedConfig:
     own = r.own_spec()
+    pristine = copy.deepcopy(own) if as_validate and own is not None else None
     r.shared_file_errors()
     configs = _scoped_collection(loaded, experiment)
     if own is not None:
@@ -631,6 +637,8 @@ def _resolve(r: _Resolver, experiment: Experiment, loaded: LoadedConfigs) -> Res
     r.merge_outcomes(spec, configs)
     conf = r.resolve_experiment(spec, configs)
     metrics = r.resolve_metrics(spec, conf, configs)
+    if pristine is not None:
+        own_config_alone(r, pristine, experiment, conf, configs, r.unresolved)
     r.unsafe_sql(conf, metrics)
     spec._resolved = True  # type: ignore[attr-defined]  # resolved here, never by spec.resolve()
     deps = {p: loaded.file_digests[p] for p in sorted(r.used_files) if p in loaded.file_digests}

@@ -114,7 +114,7 @@ def _resolve(
     target: Target, experiment: Experiment, loaded: LoadedConfigs
 ) -> tuple[ResolvedConfig | None, list[Problem]]:
     try:
-        resolved = resolve_config(experiment, loaded)
+        resolved = resolve_config(experiment, loaded, as_validate=True)
     except ConfigError as e:
         return None, [_problem_of(e, target)]
     except Exception as e:  # noqa: BLE001 - the parser can fail on inputs resolve_config did not foresee
