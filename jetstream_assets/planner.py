@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from metric_config_parser.metric import AnalysisPeriod
 from metric_config_parser.util import parse_date
 
+from jetstream_assets.config.errors import ConfigError
 from jetstream_assets.config.metric_hub import LoadedConfigs, MetricHub
-from jetstream_assets.config.resolve import PLATFORMS, ConfigError, ResolvedConfig, resolve_config
+from jetstream_assets.config.resolve import PLATFORMS, ResolvedConfig, resolve_config
 from jetstream_assets.experimenter.models import Experiment, ExperimenterRecordError, validate_slug
 from jetstream_assets.experimenter.resource import Experimenter
 from jetstream_assets.eligibility import Skip, check_runnable

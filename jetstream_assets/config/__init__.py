@@ -4,6 +4,7 @@ from . import sandbox
 
 sandbox.install()  # before anything renders a metric-hub template: metric-config-parser renders sandboxed
 
+from .errors import ConfigError
 from .metric_hub import (
     ConfigFileError,
     LoadedConfigs,
@@ -14,7 +15,6 @@ from .metric_hub import (
 from .resolve import (
     PERIOD_KEYS,
     PLATFORMS,
-    ConfigError,
     Platform,
     ResolvedConfig,
     resolve_config,

@@ -25,8 +25,9 @@ from typing import Any, NamedTuple
 
 import attr
 
+from jetstream_assets.config.errors import ConfigError
 from jetstream_assets.config.metric_hub import LoadedConfigs
-from jetstream_assets.config.resolve import ConfigError, resolve_config
+from jetstream_assets.config.resolve import resolve_config
 from jetstream_assets.experimenter.models import Experiment
 
 # Fields that only change how results are described, never what is computed.

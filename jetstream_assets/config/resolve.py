@@ -11,13 +11,9 @@ signal cannot be built) raise.
 from __future__ import annotations
 
 import copy
-import functools
-import os
-import pickle
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import jinja2
@@ -31,11 +27,13 @@ from metric_config_parser.experiment import (
 from metric_config_parser.metric import AnalysisPeriod, Metric, MetricReference, Summary
 from metric_config_parser.segment import SegmentReference
 
-from jetstream_assets.sql.safety import EXPRESSION, FROM, QUERY, UnsafeSQLError, check_sql
-
 from . import sandbox
-from .own_config_pass import own_config_alone
+from .errors import ConfigError
+from .field_lines import key_line_of, line_of
 from .metric_hub import ConfigFileError, LoadedConfigs
+from .own_config_pass import own_config_alone
+from .scoped import scoped_collection
+from .sql_checks import refuse_unsafe_sql
 
 
 class Platform(NamedTuple):
@@ -92,59 +90,6 @@ PERIOD_KEYS: dict[AnalysisPeriod, str] = {
 }
 
 
-class ConfigError(ValueError):
-    """A configuration problem of one experiment, saying where it is and what to do about it."""
-
-    def __init__(
-        self,
-        experiment: str,
-        cause: str,
-        *,
-        file: str | None = None,
-        field: str | None = None,
-        line: int | None = None,
-        commit: str | None = None,
-        hint: str | None = None,
-    ) -> None:
-        self.experiment = experiment
-        self.cause = cause
-        self.file = file
-        self.field = field
-        self.line = line
-        self.commit = commit
-        self.hint = hint
-        where = file or "configuration"
-        if line:
-            where += f":{line}"
-        if commit:
-            where += f" (metric-hub {commit[:12]})"
-        parts = [f"experiment {experiment!r}: {where}"]
-        if field:
-            parts.append(f"field `{field}`")
-        message = ", ".join(parts) + f": {cause}"
-        if hint:
-            message += f". {hint}"
-        super().__init__(message)
-
-    def __reduce__(self):  # keyword-only fields survive pickling (Dagster serialises failures)
-        return (
-            _rebuild_config_error,
-            (self.experiment, self.cause, self.file, self.field, self.line, self.commit, self.hint),
-        )
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, ConfigError) and str(self) == str(other)
-
-    def __hash__(self) -> int:
-        return hash(str(self))
-
-
-def _rebuild_config_error(experiment, cause, file, field, line, commit, hint) -> ConfigError:
-    return ConfigError(
-        experiment, cause, file=file, field=field, line=line, commit=commit, hint=hint
-    )
-
-
 @dataclass
 class ResolvedConfig:
     """An experiment's resolved `AnalysisConfiguration` and where it came from."""
@@ -164,53 +109,6 @@ class ResolvedConfig:
 
 
 # ----------------------------------------------------------------------------------------------
-
-
-def _scoped_collection(loaded: LoadedConfigs, experiment: Experiment) -> ConfigCollection:
-    """A private copy of just what this experiment can reach.
-
-    metric-config-parser mutates definitions, outcomes and defaults while resolving (e.g. it writes
-    an experiment's `analysis_bases` override into the shared metric definition), so resolving
-    against the cached collection would leak one experiment's overrides into the next.
-    """
-    src = loaded.configs
-    platforms = {experiment.app_name, experiment.type}
-    outcomes, defaults, definitions = _platform_copy(src, experiment.app_name, frozenset(platforms))
-    return ConfigCollection(
-        configs=copy.deepcopy(
-            [c for c in src.configs if c.slug == experiment.normandy_slug]
-        ),
-        outcomes=outcomes,
-        defaults=defaults,
-        definitions=definitions,
-        functions=src.functions,  # callables, never mutated
-    )
-
-
-#: pickled platform slices of the last loaded collections: unpickling is ~8x faster than deep-copying
-#: the definitions again for every experiment resolved (validate-config resolves dozens in a row)
-_PRISTINE: dict[tuple[int, str, frozenset], tuple[ConfigCollection, bytes | None]] = {}
-
-
-def _platform_copy(src: ConfigCollection, app: str, platforms: frozenset) -> tuple[list, list, list]:
-    """Private copies of the outcomes, defaults and definitions an experiment of `app` can reach."""
-    parts = lambda: (  # noqa: E731
-        [o for o in src.outcomes if o.platform == app],
-        [d for d in src.defaults if d.slug in platforms],
-        [d for d in src.definitions if d.platform == app],
-    )
-    key = (id(src), app, platforms)
-    cached = _PRISTINE.get(key)
-    if cached is None or cached[0] is not src:
-        try:
-            blob = pickle.dumps(parts())
-        except Exception:  # noqa: BLE001 - something unpicklable: deep copies then
-            blob = None
-        if len(_PRISTINE) >= 16:  # the collections of the last few loads only (the key holds them alive)
-            _PRISTINE.pop(next(iter(_PRISTINE)))
-        _PRISTINE[key] = cached = (src, blob)
-    blob = cached[1]
-    return copy.deepcopy(parts()) if blob is None else pickle.loads(blob)
 
 
 def _dig(data: dict[str, Any] | None, path: Iterable[str]) -> Any:
@@ -257,8 +155,8 @@ class _Resolver:
             return None
         if key and "." in field:
             table, name = field.rsplit(".", 1)
-            return _key_line(self.loaded.root / file, table, name)
-        return _line_of(self.loaded.root / file, field)
+            return key_line_of(self.loaded.root / file, table, name)
+        return line_of(self.loaded.root / file, field)
 
     def error(self, cause: str, *, file: str | None, field: str | None, hint: str, key: bool = False) -> None:
         err = ConfigError(
@@ -495,75 +393,6 @@ class _Resolver:
         )
 
 
-    # SQL from the config: one read-only query each ------------------------------------------------
-    def unsafe_sql(self, conf: ExperimentConfiguration, metrics: dict[AnalysisPeriod, list[Summary]]) -> None:
-        """Refuse SQL (after Jinja) that is not one read-only query over tables: the enrollment query or
-        exposure signal make the experiment unanalysable; a segment or metric is dropped with an error."""
-        hint = ("write one read-only SELECT over tables (`project.dataset.table`): no `;`, COPY, SET, DDL, "
-                "DML or function that reads files or URLs")
-        if conf.experiment_spec.enrollment_query and (problem := _unsafe(conf.enrollment_query, QUERY)):
-            self.refuse("experiment.enrollment_query", ["experiment", "enrollment_query"], problem, hint)
-        signal = conf.exposure_signal
-        if signal is not None:
-            if problem := _unsafe(signal.select_expression, EXPRESSION):
-                self.refuse("experiment.exposure_signal.select_expression",
-                            ["experiment", "exposure_signal", "select_expression"], problem, hint)
-            if problem := _unsafe(signal.data_source.from_expression, FROM):
-                ds = signal.data_source.name
-                self.refuse(f"data_sources.{ds}.from_expression", ["data_sources", ds], problem, hint)
-        for segment in list(conf.segments):
-            ds = segment.data_source.name
-            for field_path, where, sql, kind in (
-                (f"segments.{segment.name}.select_expression", ["segments", segment.name],
-                 segment.select_expression, EXPRESSION),
-                (f"segments.data_sources.{ds}.from_expression", ["segments", "data_sources", ds],
-                 segment.data_source.from_expression, FROM),
-            ):
-                if problem := _unsafe(sql, kind):
-                    conf.segments.remove(segment)
-                    self.error(f"segment {segment.name!r} is refused ({field_path.rsplit('.', 1)[1]}): {problem}",
-                               file=self.locate(where), field=field_path, key=True,
-                               hint=hint + "; results are computed without this segment")
-                    break
-        for period, summaries in metrics.items():
-            metrics[period] = [s for s in summaries if self.metric_sql_ok(s.metric, hint)]
-
-    def metric_sql_ok(self, metric: Metric, hint: str) -> bool:
-        for m in [metric, *(d.metric for d in metric.depends_on or [])]:
-            checks = [(f"metrics.{m.name}.select_expression", ["metrics", m.name], m.select_expression,
-                       EXPRESSION)]
-            if m.data_source is not None:
-                ds = m.data_source.name
-                checks.append((f"data_sources.{ds}.from_expression", ["data_sources", ds],
-                               m.data_source.from_expression, FROM))
-            for field_path, where, sql, kind in checks:
-                if sql is not None and (problem := _unsafe(sql, kind)):
-                    what = f"metric {metric.name!r}" + (f" (through {m.name!r})" if m is not metric else "")
-                    self.error(f"{what} is refused ({field_path.rsplit('.', 1)[1]}): {problem}",
-                               file=self.locate(where), field=field_path, key=True,
-                               hint=hint + "; other metrics are analysed")
-                    return False
-        return True
-
-    def refuse(self, field_path: str, where: list[str], problem: str, hint: str) -> None:
-        file = self.locate(where)
-        raise ConfigError(
-            self.slug, f"{field_path.rsplit('.', 1)[1]} is refused: {problem}", file=file, field=field_path,
-            line=self.line(file, field_path, key=True), commit=self.loaded.commit,
-            hint=hint + "; the experiment is not analysed until then",
-        )
-
-
-def _unsafe(sql: str | None, kind: str) -> str | None:
-    if not sql:
-        return None
-    try:
-        check_sql(sql, kind)
-    except UnsafeSQLError as e:
-        return str(e)
-    return None
-
-
 def _cause(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     if isinstance(exc, jinja2.TemplateError):
@@ -572,42 +401,6 @@ def _cause(exc: BaseException) -> str:
             text = text.rstrip(".") + " (templates render in a sandbox: no `_` attributes, only metric-hub " \
                 "functions and plain string methods, bounded size and time)"
     return text.splitlines()[0]
-
-
-@functools.lru_cache(maxsize=16)
-def _file_text(path: str, stamp: tuple[int, int]) -> str:
-    return Path(path).read_text(encoding="utf-8")
-
-
-def _read(path) -> str | None:
-    try:
-        st = os.stat(path)
-        return _file_text(str(path), (st.st_mtime_ns, st.st_size))
-    except (OSError, UnicodeDecodeError):
-        return None
-
-
-def _line_of(path, field: str) -> int | None:
-    from .metric_hub import _field_line
-
-    text = _read(path)
-    if text is None:
-        return None
-    parts = field.split(".")
-    for n in range(len(parts), 0, -1):  # the nearest enclosing table that is written out
-        line = _field_line(text, ".".join(parts[:n]))
-        if line:
-            return line
-    return None
-
-
-def _key_line(path, table: str, key: str) -> int | None:
-    """Line of `key = ...` inside `[table]` (the table's own line when the key is not found there)."""
-    from .metric_hub import key_line
-
-    start = _line_of(path, table)
-    text = _read(path)
-    return start if text is None else key_line(text, start, key)
 
 
 def resolve_config(experiment: Experiment, loaded: LoadedConfigs, *, as_validate: bool = False) -> ResolvedConfig:
@@ -628,7 +421,7 @@ def _resolve(r: _Resolver, experiment: Experiment, loaded: LoadedConfigs, as_val
     own = r.own_spec()
     pristine = copy.deepcopy(own) if as_validate and own is not None else None
     r.shared_file_errors()
-    configs = _scoped_collection(loaded, experiment)
+    configs = scoped_collection(loaded, experiment)
     if own is not None:
         configs.configs = []  # resolved from `own` below; nothing else looks it up
     spec = AnalysisSpec.default_for_experiment(experiment, configs)
@@ -639,7 +432,7 @@ def _resolve(r: _Resolver, experiment: Experiment, loaded: LoadedConfigs, as_val
     metrics = r.resolve_metrics(spec, conf, configs)
     if pristine is not None:
         own_config_alone(r, pristine, experiment, conf, configs, r.unresolved)
-    r.unsafe_sql(conf, metrics)
+    refuse_unsafe_sql(r, conf, metrics)
     spec._resolved = True  # type: ignore[attr-defined]  # resolved here, never by spec.resolve()
     deps = {p: loaded.file_digests[p] for p in sorted(r.used_files) if p in loaded.file_digests}
     return ResolvedConfig(

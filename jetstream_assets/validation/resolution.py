@@ -21,7 +21,8 @@ from metric_config_parser.metric import AnalysisPeriod
 
 from jetstream_assets.config.limits import FILE_RENDER_SECONDS
 from jetstream_assets.config.metric_hub import LoadedConfigs
-from jetstream_assets.config.resolve import PLATFORMS, ConfigError, ResolvedConfig, resolve_config
+from jetstream_assets.config.errors import ConfigError
+from jetstream_assets.config.resolve import PLATFORMS, ResolvedConfig, resolve_config
 from jetstream_assets.config.sandbox import render_scope
 from jetstream_assets.validation.report import (
     CONFIG,
