@@ -1,8 +1,9 @@
 """metric-hub loading and per-experiment analysis configuration."""
 
-from . import sandbox
+from . import glob_cache, sandbox
 
 sandbox.install()  # before anything renders a metric-hub template: metric-config-parser renders sandboxed
+glob_cache.install()  # metric-config-parser's spec merges translate each glob once
 
 from .errors import ConfigError
 from .metric_hub import (

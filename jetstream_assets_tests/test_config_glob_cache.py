@@ -1,0 +1,34 @@
+"""metric-config-parser's spec merges translate each glob key once (`config/glob_cache.py`), with the same
+result: a wildcard key still overrides every metric it matches."""
+
+import fnmatch
+
+import metric_config_parser.metric as library_metric
+from metric_config_parser.metric import MetricsSpec
+
+import jetstream_assets.config  # noqa: F401 - installs the memoised translation
+from jetstream_assets.config import glob_cache
+
+
+def test_wildcard_merge_is_unchanged_and_translated_once():
+    assert library_metric.fnmatch is not fnmatch
+    translate = library_metric.fnmatch.translate
+    translate.cache_clear()
+    base = {"active_hours": {"select_expression": "1", "data_source": "d"},
+            "active_days": {"select_expression": "2", "data_source": "d"}, "other": {"select_expression": "3"}}
+    for _ in range(3):
+        spec = MetricsSpec.from_dict({name: dict(table) for name, table in base.items()})
+        spec.merge(MetricsSpec.from_dict({"active_*": {"friendly_name": "Active"}}))
+        assert {k: v.friendly_name for k, v in spec.definitions.items()} == {
+            "active_hours": "Active", "active_days": "Active", "other": None}
+    info = translate.cache_info()
+    assert info.misses == 1 and info.hits == 8  # 3 merges x 3 keys, one translation
+
+
+def test_uninstall_gives_the_library_its_own_fnmatch_back():
+    glob_cache.uninstall()
+    try:
+        assert library_metric.fnmatch is fnmatch
+    finally:
+        glob_cache.install()
+    assert library_metric.fnmatch is not fnmatch
