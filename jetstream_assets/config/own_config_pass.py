@@ -12,7 +12,6 @@ validation asks for this pass (`resolve_config(..., as_validate=True)`).
 
 from __future__ import annotations
 
-import copy
 from typing import TYPE_CHECKING
 
 from metric_config_parser.analysis import AnalysisSpec
@@ -28,10 +27,11 @@ def own_config_alone(
     configs: ConfigCollection, blamed: set[str],
 ) -> None:
     """Resolve each metric the experiment's own config lists with that config alone (its outcomes merged, as
-    Jetstream does); a metric the first pass already blamed (`blamed`) is not reported again."""
+    Jetstream does); a metric the first pass already blamed (`blamed`) is not reported again. `own` is a
+    private copy of the config's spec, consumed here."""
     from .resolve import PERIOD_KEYS, _cause
 
-    spec = copy.deepcopy(own)
+    spec = own
     slugs = list(dict.fromkeys([*experiment.outcomes, *spec.experiment.outcomes]))
     for slug in slugs:
         outcome = configs.spec_for_outcome(slug, r.app)

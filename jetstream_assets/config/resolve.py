@@ -403,6 +403,18 @@ def _cause(exc: BaseException) -> str:
     return text.splitlines()[0]
 
 
+def _defaults_for(experiment: Experiment, configs: ConfigCollection) -> AnalysisSpec:
+    """`AnalysisSpec.default_for_experiment` (the platform's defaults merged with the experiment type's)
+    without its deep copy: `configs` is this experiment's private copy already."""
+    spec = configs.get_platform_defaults(experiment.app_name)
+    if not isinstance(spec, AnalysisSpec):
+        spec = AnalysisSpec()
+    type_spec = configs.get_platform_defaults(experiment.type)
+    if type_spec is not None:
+        spec.merge(type_spec)
+    return spec
+
+
 def resolve_config(experiment: Experiment, loaded: LoadedConfigs, *, as_validate: bool = False) -> ResolvedConfig:
     """Resolve the analysis configuration of `experiment` (Jetstream's default + custom config).
 
@@ -421,10 +433,8 @@ def _resolve(r: _Resolver, experiment: Experiment, loaded: LoadedConfigs, as_val
     own = r.own_spec()
     pristine = copy.deepcopy(own) if as_validate and own is not None else None
     r.shared_file_errors()
-    configs = scoped_collection(loaded, experiment)
-    if own is not None:
-        configs.configs = []  # resolved from `own` below; nothing else looks it up
-    spec = AnalysisSpec.default_for_experiment(experiment, configs)
+    configs = scoped_collection(loaded, experiment, own_config=own is None)  # `own` is resolved below
+    spec = _defaults_for(experiment, configs)
     if own is not None:
         spec.merge(own)
     r.merge_outcomes(spec, configs)

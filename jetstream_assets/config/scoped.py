@@ -12,8 +12,9 @@ from metric_config_parser.experiment import Experiment
 from .metric_hub import LoadedConfigs
 
 
-def scoped_collection(loaded: LoadedConfigs, experiment: Experiment) -> ConfigCollection:
-    """A private copy of just what this experiment can reach.
+def scoped_collection(loaded: LoadedConfigs, experiment: Experiment, *, own_config: bool = True) -> ConfigCollection:
+    """A private copy of just what this experiment can reach (without its own config when `own_config` is
+    false: the caller resolves that from a copy of its own, and nothing else looks it up).
 
     metric-config-parser mutates definitions, outcomes and defaults while resolving (e.g. it writes
     an experiment's `analysis_bases` override into the shared metric definition), so resolving
@@ -22,10 +23,9 @@ def scoped_collection(loaded: LoadedConfigs, experiment: Experiment) -> ConfigCo
     src = loaded.configs
     platforms = {experiment.app_name, experiment.type}
     outcomes, defaults, definitions = _platform_copy(src, experiment.app_name, frozenset(platforms))
+    own = [c for c in src.configs if c.slug == experiment.normandy_slug] if own_config else []
     return ConfigCollection(
-        configs=copy.deepcopy(
-            [c for c in src.configs if c.slug == experiment.normandy_slug]
-        ),
+        configs=copy.deepcopy(own),
         outcomes=outcomes,
         defaults=defaults,
         definitions=definitions,
