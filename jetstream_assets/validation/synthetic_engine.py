@@ -1,8 +1,8 @@
 """Dry runs without data: each query compiled by DuckDB against empty tables derived from that query alone.
 
 `validate-config --synthetic` needs no warehouse: a query is parsed once (BigQuery dialect), the tables it
-reads get the columns and types its own SQL gives them (`synthetic_schemas`), those tables are registered
-as empty Arrow tables in one in-memory DuckDB connection (with the `mozfun` macros, created once), and the
+reads get the columns and types its own SQL gives them (`synthetic_schemas`), those tables are created
+empty in one in-memory DuckDB connection (with the `mozfun` macros, created once), and the
 query, transpiled to DuckDB, is bound there (`DESCRIBE`: names, types, functions; never planned or run). A
 verdict therefore depends on the query alone, never on the other files validated in the same call, and an
 identical query (the defaults every config shares) is compiled once.

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import gc
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -35,20 +36,34 @@ from jetstream_assets.validation.synthetic_engine import SyntheticEngine
 from jetstream_assets.validation.targets import prepare_target
 from jetstream_assets.warehouse.base import Warehouse
 
+
+_GC_LOCK = threading.Lock()
+#: calls inside `_frozen_heap` now: the first one in sets the collector up, the last one out restores it
+_GC_USERS = [0]
+_GC_SAVED: list[tuple[int, int, int]] = []
+
+
 @contextlib.contextmanager
 def _frozen_heap():
     """The objects alive before the call (imported modules, loaded libraries) are left out of the garbage
     collector's passes while it runs, and young collections run less often: validation allocates millions
     of short-lived objects (parse trees, resolved metrics), and each pass walking the survivors again cost
-    a tenth of the call's time. Cyclic garbage (sqlglot trees) is still collected, by the young passes."""
-    thresholds = gc.get_threshold()
-    gc.freeze()
-    gc.set_threshold(100_000, 50, 100)
+    a tenth of the call's time. Cyclic garbage (sqlglot trees) is still collected, by the young passes.
+    Concurrent calls share the setting; the last one out restores the collector."""
+    with _GC_LOCK:
+        _GC_USERS[0] += 1
+        if _GC_USERS[0] == 1:
+            _GC_SAVED[:] = [gc.get_threshold()]
+            gc.freeze()
+            gc.set_threshold(100_000, 50, 100)
     try:
         yield
     finally:
-        gc.set_threshold(*thresholds)
-        gc.unfreeze()
+        with _GC_LOCK:
+            _GC_USERS[0] -= 1
+            if _GC_USERS[0] == 0:
+                gc.set_threshold(*_GC_SAVED[0])
+                gc.unfreeze()
 
 
 def validate_configs(
