@@ -37,8 +37,16 @@ def own_config_alone(
         outcome = configs.spec_for_outcome(slug, r.app)
         if outcome is None:
             continue  # reported by the first pass
-        spec.merge_outcome(outcome)
-        spec.merge_parameters(outcome.parameters)
+        try:
+            spec.merge_outcome(outcome)
+            spec.merge_parameters(outcome.parameters)
+        except Exception as exc:  # noqa: BLE001 - e.g. parameters that merge with the defaults only
+            r.error(
+                f"outcome {slug!r} cannot be merged into this file alone ({_cause(exc)}), and Jetstream's "
+                "validate-config also resolves this file without the platform defaults, which rejects it",
+                file=r.own_file, field="experiment.outcomes", hint="fix the outcome's parameters or this file's",
+            )
+            return
     for period, key in PERIOD_KEYS.items():
         for ref in getattr(spec.metrics, period.table_suffix):
             if ref.name in blamed:
