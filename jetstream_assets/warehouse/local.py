@@ -99,6 +99,10 @@ class LocalWarehouse(Warehouse):
         tmp = Path(self.root) / ".duckdb_tmp"
         tmp.mkdir(parents=True, exist_ok=True)
         con.execute(f"SET temp_directory = {_sql_string(str(tmp))}")
+        if os.environ.get(SCAN_LOG):  # before `confine` locks the configuration
+            con.execute("SET enable_profiling = 'json'")
+            con.execute("SET profiling_coverage = 'ALL'")
+            con.execute(f"SET profiling_output = {_sql_string(str(self._profile_path()))}")
         confine(con, self.root)
         for statement in macro_statements():
             con.execute(statement)
@@ -117,10 +121,6 @@ class LocalWarehouse(Warehouse):
         con = cache.get(key)
         if con is None:
             con = cache[key] = self._connect()
-            if os.environ.get(SCAN_LOG):
-                con.execute("SET enable_profiling = 'json'")
-                con.execute("SET profiling_coverage = 'ALL'")
-                con.execute(f"SET profiling_output = {_sql_string(str(self._profile_path()))}")
         return con
 
     def _profile_path(self) -> Path:
