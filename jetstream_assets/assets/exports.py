@@ -9,8 +9,8 @@ from typing import Any
 import dagster as dg
 from metric_config_parser.metric import AnalysisPeriod
 
-from jetstream_assets.planner import Cell
-from jetstream_assets.assets.cells import analysis_asset, noop
+from jetstream_assets.planner import Cell, Planner
+from jetstream_assets.assets.cells import Compute, StepResources, analysis_asset, noop
 from jetstream_assets.assets.common import code_version, export_kind
 from jetstream_assets.checks.enrollments import branch_clients
 from jetstream_assets.checks.exports import EXPORTED_PATHS, exports_check_specs, exports_checks
@@ -27,6 +27,7 @@ from jetstream_assets.exports.store import (
     statistics_path,
 )
 from jetstream_assets.monitoring import experiment_log_rows
+from jetstream_assets.partitions import cell_key, parse_key
 from jetstream_assets.sql import names
 from jetstream_assets.warehouse.base import Warehouse
 
@@ -98,6 +99,11 @@ def write_report(
     return store.write_text(report_path(cell.slug), html)
 
 
+def _exported_periods(cell: Cell, warehouse: Warehouse) -> list[AnalysisPeriod]:
+    """The periods whose statistics view the experiment has: one statistics file each."""
+    return [p for p in AnalysisPeriod if warehouse.table_exists(names.statistics_view(cell.slug, p))]
+
+
 def export_statistics(
     cell: Cell, warehouse: Warehouse, store: ExportStore, metric_hub: MetricHub | None = None,
     experimenter: Experimenter | None = None,
@@ -108,10 +114,8 @@ def export_statistics(
     files = {}
     paths = []
     exported: dict[str, list[dict]] = {}
-    for period in AnalysisPeriod:
+    for period in _exported_periods(cell, warehouse):
         view = names.statistics_view(cell.slug, period)
-        if not warehouse.table_exists(view):
-            continue
         rows = statistics_export_rows(warehouse.read_table(view), slug=cell.slug, period=period.value)
         path = statistics_path(cell.slug, period.table_suffix)
         uri = store.write_json(path, rows)
@@ -154,9 +158,48 @@ def export_metadata(cell: Cell, metric_hub: MetricHub, store: ExportStore) -> di
     }
 
 
+def deferred_export(cell: Cell, writer: str, store: ExportStore, warehouse: Warehouse) -> dict:
+    """An earlier cell of a run that also exports a later date of the same experiment.
+
+    Each statistics file holds every window of the experiment's statistics views, so every cell of one run
+    would write the same files (the statistics step has already written all of the run's windows): the
+    experiment's last cell in the step (`writer`) writes them once, with the report. This cell records the
+    same files, and its exports_valid check reads them back after the writer wrote them: if the writer
+    failed, the files are missing and the check says so."""
+    periods = _exported_periods(cell, warehouse)
+    paths = [statistics_path(cell.slug, p.table_suffix) for p in periods]
+    return {
+        "files": len(paths),
+        "written_by": writer,
+        "report": _link(store.uri(report_path(cell.slug))),
+        **{f"export_{p.table_suffix}": _link(store.uri(path)) for p, path in zip(periods, paths)},
+        EXPORTED_PATHS: dg.MetadataValue.json(paths),
+    }
+
+
+def statistics_export_step(planner: Planner, r: StepResources, keys: list) -> Compute:
+    """The compute of one statistics_export step: an experiment's files are written once, by its last cell
+    of the step that has a window (the files hold every window so far, so earlier cells would write the
+    same content only to have it replaced); its earlier cells say which cell wrote them."""
+    writers: dict[str, str] = {}
+    for key in keys:  # in date order
+        plan = planner.plan(*parse_key(key))
+        if isinstance(plan, Cell) and plan.windows:
+            writers[plan.slug] = str(key)
+
+    def compute(cell: Cell, r: StepResources) -> dict:
+        writer = writers.get(cell.slug)
+        if cell.windows and writer is not None and writer != str(cell_key(cell.slug, cell.analysis_date)):
+            return deferred_export(cell, writer, r.export_store, r.warehouse)
+        return export_statistics(cell, r.warehouse, r.export_store, r.metric_hub, r.experimenter)
+
+    return compute
+
+
 statistics_export = analysis_asset(
     "statistics_export",
-    lambda cell, r: export_statistics(cell, r.warehouse, r.export_store, r.metric_hub, r.experimenter),
+    statistics_export_step,
+    per_step=True,
     group_name="exports",
     kinds={"json", export_kind()},
     deps=["statistics"],
