@@ -6,6 +6,7 @@ import logging
 import zlib
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 from metric_config_parser.metric import AnalysisPeriod
 
@@ -55,8 +56,10 @@ def _covariate(summary, window: AnalysisWindow):
     return adjustment.get("metric", summary.metric.name), period
 
 
-def _summary_data(cell, window, basis, summary, metrics_df, warehouse, covariates_cache):
-    """The per-client frame a statistic needs: branch, the metric (or its dependencies), a covariate."""
+def _summary_data(cell, window, summary, metrics_df, covariates: dict) -> pd.DataFrame:
+    """The per-client frame a statistic needs: branch, the metric (or its dependencies), a covariate
+    (`covariates`: the column of `metrics_df` holding each covariate, None when it is missing, or the error
+    that joining it raised)."""
     metric = summary.metric
     columns = [d.metric.name for d in metric.depends_on] if metric.depends_on else [metric.name]
     missing = [c for c in columns if c not in metrics_df.columns]
@@ -65,29 +68,64 @@ def _summary_data(cell, window, basis, summary, metrics_df, warehouse, covariate
             f"{cell.slug}: metric column(s) {missing} are not in the {window.period.value} metrics table "
             f"(their metrics query failed; see the metrics asset's failed_metrics)."
         )
-    data = metrics_df[["analysis_id", "branch", *columns]].dropna(subset=columns)
     covariate = _covariate(summary, window)
-    if covariate is not None:
+    joined = covariates.get(covariate) if covariate is not None else None
+    if isinstance(joined, Exception):
+        raise joined
+    if joined is None:
+        return metrics_df[["branch", *columns]].dropna(subset=columns)
+    data = metrics_df[["branch", *columns, joined]].dropna(subset=columns)
+    # as a left merge on (analysis_id, branch) leaves it: the metrics table's rows in order, a fresh index
+    return data.rename(columns={joined: f"{metric.name}_pre"}).reset_index(drop=True)
+
+
+def _left_join(frame: pd.DataFrame, pre: pd.DataFrame, column: str) -> np.ndarray:
+    """`pre[column]` of each row of `frame` with the same (analysis_id, branch), missing where none: what a
+    left merge on those keys gives (the same values, dtypes and row order), by one lookup of the clients."""
+    clients = pd.Index(pre["analysis_id"])
+    if not clients.is_unique:
+        raise ValueError(f"the covariate table has {int(clients.duplicated().sum())} duplicated client(s)")
+    position = clients.get_indexer(frame["analysis_id"])
+    same = position >= 0
+    same[same] = pre["branch"].to_numpy()[position[same]] == frame["branch"].to_numpy()[same]
+    return pd.api.extensions.take(pre[column].to_numpy(), np.where(same, position, -1), allow_fill=True)
+
+
+def _join_covariates(cell, window, basis, metrics_df, warehouse, read: dict) -> tuple[pd.DataFrame, dict]:
+    """`metrics_df` with a column per covariate its statistics adjust for (joined once per table, not once
+    per statistic and segment), and {(metric, period): that column, None when it is missing, or the error
+    joining it raised}. `read`
+    keeps the covariate tables read for the window's other bases."""
+    columns, found = {}, {}
+    for summary in metrics_for(cell.resolved, window.period, basis):
+        covariate = _covariate(summary, window)
+        if covariate is None or covariate in found:
+            continue
         cov_metric, cov_period = covariate
         table = names.metrics_table(cell.slug, "enrollments", cov_period, 1)
-        key = (table, cov_metric)
-        if key not in covariates_cache:
+        if (table, cov_metric) not in read:
             if warehouse.table_exists(table) and cov_metric in warehouse.table_columns(table):
-                pre = warehouse.read_table(table, ["analysis_id", "branch", cov_metric])
-                covariates_cache[key] = pre.rename(columns={cov_metric: f"{metric.name}_pre"})
+                read[table, cov_metric] = warehouse.read_table(table, ["analysis_id", "branch", cov_metric])
             else:
-                covariates_cache[key] = None
+                read[table, cov_metric] = None
                 logger.warning(
                     f"Covariate table {table} (or column {cov_metric}) is missing; "
-                    f"{metric.name} falls back to unadjusted inferences.",
-                    extra={"experiment": cell.slug, "metric": metric.name,
-                           "statistic": summary.statistic.name, "analysis_basis": basis.value,
+                    f"{summary.metric.name} falls back to unadjusted inferences.",
+                    extra={"experiment": cell.slug, "metric": summary.metric.name,
+                           "statistic": summary.statistic.name, "analysis_basis": basis.value, "segment": "all",
                            "analysis_period": f"{window.period.value}_{window.index}"},
                 )
-        pre = covariates_cache[key]
+        pre = read[table, cov_metric]
+        found[covariate] = None
         if pre is not None:
-            data = data.merge(pre, on=["analysis_id", "branch"], how="left")
-    return data.drop(columns=["analysis_id"])
+            name = f"__covariate__{table}__{cov_metric}"
+            try:
+                columns[name] = _left_join(metrics_df, pre, cov_metric)
+            except Exception as e:  # noqa: BLE001 - the statistics adjusting for it fail, the others go on
+                found[covariate] = e
+                continue
+            found[covariate] = name
+    return (metrics_df.assign(**columns) if columns else metrics_df), found
 
 
 def _needed_columns(cell, window, basis, segments, present: list[str]) -> list[str]:
@@ -134,6 +172,7 @@ def compute_window_statistics(cell: Cell, window: AnalysisWindow, warehouse: War
             warehouse.read_table(table, _needed_columns(cell, window, basis, segments, warehouse.table_columns(table))),
             basis.value,
         )
+        metrics_df, joined = _join_covariates(cell, window, basis, metrics_df, warehouse, covariates)
         for segment in segments:
             segment_df = _segment_filter(metrics_df, segment)
             for summary in metrics_for(cell.resolved, window.period, basis):
@@ -143,7 +182,7 @@ def compute_window_statistics(cell: Cell, window: AnalysisWindow, warehouse: War
                          "analysis_period": f"{window.period.value}_{window.index}"}
                 try:
                     with log_context(**extra):  # the engine's own warnings name this statistic
-                        data = _summary_data(cell, window, basis, summary, segment_df, warehouse, covariates)
+                        data = _summary_data(cell, window, summary, segment_df, joined)
                         rows = compute_statistic(
                             data,
                             metric=name,

@@ -86,30 +86,37 @@ def rows_to_frame(
     segment: str,
     analysis_basis: str,
 ) -> pd.DataFrame:
-    """Build the statistics frame, deduplicated on the row key as Jetstream's result collection is."""
-    records = [
-        {
-            "metric": metric,
-            "statistic": r.statistic or statistic,
-            "parameter": finite_or_none(r.parameter),
-            "branch": str(r.branch),
-            "comparison": r.comparison,
-            "comparison_to_branch": None if r.comparison_to_branch is None else str(r.comparison_to_branch),
-            "ci_width": finite_or_none(r.ci_width),
-            "point": finite_or_none(r.point),
-            "lower": finite_or_none(r.lower),
-            "upper": finite_or_none(r.upper),
-            "segment": segment,
-            "analysis_basis": analysis_basis,
-        }
-        for r in rows
-    ]
-    frame = pd.DataFrame.from_records(records, columns=STATISTIC_COLUMNS)
-    if frame.empty:
+    """Build the statistics frame, deduplicated on the row key as Jetstream's result collection is (the last
+    row of a key wins, in its place). Every column holds Python objects: missing values are None, never NaN,
+    all the way to JSON."""
+    records = {}  # row key -> values; a later row of the same key replaces the earlier one at its own place
+    for r in rows:
+        record = (
+            metric,
+            r.statistic or statistic,
+            finite_or_none(r.parameter),
+            str(r.branch),
+            _text_or_none(r.comparison),
+            None if r.comparison_to_branch is None else _text_or_none(str(r.comparison_to_branch)),
+            finite_or_none(r.ci_width),
+            finite_or_none(r.point),
+            finite_or_none(r.lower),
+            finite_or_none(r.upper),
+            segment,
+            analysis_basis,
+        )
+        key = record[:7]
+        records.pop(key, None)
+        records[key] = record
+    if not records:
         return empty_frame()
-    key = ["metric", "statistic", "parameter", "branch", "comparison", "comparison_to_branch", "ci_width"]
-    frame = frame.drop_duplicates(subset=key, keep="last").reset_index(drop=True)
-    return _with_object_nulls(frame)
+    values = np.empty((len(records), len(STATISTIC_COLUMNS)), dtype=object)
+    values[:] = list(records.values())
+    return pd.DataFrame(values, columns=STATISTIC_COLUMNS)
+
+
+def _text_or_none(value: Any) -> Any:
+    return None if value is None or (isinstance(value, float) and np.isnan(value)) else value
 
 
 def empty_frame() -> pd.DataFrame:

@@ -1,0 +1,109 @@
+"""The statistics step joins each pre-enrollment covariate once per metrics table (not once per statistic and
+segment) and builds its rows without a DataFrame round trip per statistic; the results are the same as
+before: a left merge per statistic, and pandas' drop_duplicates of the rows."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+import pytest
+from metric_config_parser.metric import AnalysisPeriod
+
+from jetstream_assets.assets import statistics as step
+from jetstream_assets.planner import Cell, Planner
+from jetstream_assets.runner import run_experiment
+from jetstream_assets.sql import names
+from jetstream_assets.statistics.results import STATISTIC_COLUMNS, Row, rows_to_frame
+from jetstream_assets_tests.worlds import TODAY, build_world
+
+FRAME = pd.DataFrame({"analysis_id": ["a", "b", "c", None, "e"], "branch": ["x", "y", "x", "x", "y"]})
+PRE = {
+    "some clients missing, one in another branch": pd.DataFrame(
+        {"analysis_id": ["b", "a", "d"], "branch": ["y", "z", "x"], "v": [1, 2, 3]}),
+    "booleans with a gap": pd.DataFrame(
+        {"analysis_id": ["b", "a", "c", "e"], "branch": ["y", "x", "x", "x"], "v": [True, False, True, True]}),
+    "every client, integers": pd.DataFrame(
+        {"analysis_id": ["e", "a", "b", "c", None], "branch": ["y", "x", "y", "x", "x"], "v": [5, 1, 2, 3, 4]}),
+    "empty": pd.DataFrame({"analysis_id": pd.Series([], dtype=object), "branch": pd.Series([], dtype=object),
+                           "v": pd.Series([], dtype="float64")}),
+}
+
+
+@pytest.mark.parametrize("case", PRE)
+def test_the_covariate_lookup_equals_a_left_merge(case):
+    pre = PRE[case]
+    merged = FRAME.merge(pre, on=["analysis_id", "branch"], how="left")["v"]
+    joined = pd.Series(step._left_join(FRAME, pre, "v"), name="v")
+    pd.testing.assert_series_equal(joined, merged.reset_index(drop=True))
+
+
+def test_a_covariate_table_with_a_client_twice_is_an_error_not_extra_rows():
+    pre = pd.DataFrame({"analysis_id": ["a", "a"], "branch": ["x", "y"], "v": [1.0, 2.0]})
+    with pytest.raises(ValueError, match="1 duplicated client"):
+        step._left_join(FRAME, pre, "v")
+
+
+def test_rows_to_frame_equals_pandas_dedup_of_the_records():
+    rows = [
+        Row("control", 1.0, 0.5, 1.5, ci_width=0.95),
+        Row("treatment", float("nan"), None, float("inf"), ci_width=0.95),
+        Row("treatment", 0.2, 0.1, 0.3, comparison="difference", comparison_to_branch="control", ci_width=0.95),
+        Row("control", 2.0, 1.5, 2.5, ci_width=0.95),  # replaces the first row, in its own place
+        Row("treatment", 3.0, parameter=0.5, statistic="other"),
+    ]
+    frame = rows_to_frame(rows, metric="m", statistic="s", segment="all", analysis_basis="enrollments")
+    expected = pd.DataFrame.from_records(
+        [{"metric": "m", "statistic": r.statistic or "s", "parameter": r.parameter, "branch": r.branch,
+          "comparison": r.comparison, "comparison_to_branch": r.comparison_to_branch, "ci_width": r.ci_width,
+          "point": r.point, "lower": r.lower, "upper": r.upper, "segment": "all",
+          "analysis_basis": "enrollments"} for r in rows],
+        columns=STATISTIC_COLUMNS,
+    ).drop_duplicates(subset=STATISTIC_COLUMNS[:7], keep="last").reset_index(drop=True)
+    expected = pd.DataFrame({c: pd.Series([None if isinstance(v, float) and not np.isfinite(v) else v
+                                           for v in expected[c]], dtype=object) for c in STATISTIC_COLUMNS})
+    pd.testing.assert_frame_equal(frame, expected)
+    assert frame.loc[0, "point"] is None and frame.loc[0, "upper"] is None  # None, never NaN
+
+
+def _merge_per_statistic(cell, window, summary, metrics_df, covariates):
+    """The former way: each statistic merged its covariate table into its own segment's frame."""
+    metric = summary.metric
+    columns = [d.metric.name for d in metric.depends_on] if metric.depends_on else [metric.name]
+    data = metrics_df[["analysis_id", "branch", *columns]].dropna(subset=columns)
+    covariate = step._covariate(summary, window)
+    if covariate is not None:
+        table = names.metrics_table(cell.slug, "enrollments", covariate[1], 1)
+        pre = _WAREHOUSE[0].read_table(table, ["analysis_id", "branch", covariate[0]])
+        data = data.merge(pre.rename(columns={covariate[0]: f"{metric.name}_pre"}),
+                          on=["analysis_id", "branch"], how="left")
+    return data.drop(columns=["analysis_id"])
+
+
+_WAREHOUSE: list = []
+
+
+def test_window_statistics_equal_a_merge_per_statistic(tmp_path_factory, monkeypatch):
+    slug = "demo-custom"  # enrollment ends 2026-10-31: the pre-enrollment week, then daily and week 1
+    dates = [dt.date(2026, 11, 1), dt.date(2026, 11, 7)]
+    with build_world(tmp_path_factory.mktemp("joins"), 3_000) as world:
+        summary = run_experiment(world.instance, world.defs, slug, dates)
+        assert summary.success, summary.errors
+        planner = Planner(world.resources["experimenter"], world.resources["metric_hub"], TODAY)
+        cells = [planner.plan(slug, d) for d in dates]
+        windows = [(c, w) for c in cells if isinstance(c, Cell) for w in c.windows]
+        assert {w.period.value for _, w in windows} >= {"day", "week"}
+        covariates = names.metrics_table(slug, "enrollments", AnalysisPeriod.PREENROLLMENT_WEEK, 1)
+        assert "uri_count" in world.warehouse.table_columns(covariates)  # so the adjusted statistics adjust
+        now = {(c.analysis_date, w.period, w.index): step.compute_window_statistics(c, w, world.warehouse)[0]
+               for c, w in windows}
+        _WAREHOUSE[:] = [world.warehouse]
+        monkeypatch.setattr(step, "_join_covariates", lambda cell, window, basis, df, wh, read: (df, {}))
+        monkeypatch.setattr(step, "_summary_data", _merge_per_statistic)
+        adjusted = 0
+        for c, w in windows:
+            before = step.compute_window_statistics(c, w, world.warehouse)[0]
+            pd.testing.assert_frame_equal(now[c.analysis_date, w.period, w.index], before, check_exact=True)
+            adjusted += int((before["statistic"] == "mean_lm").sum())
+        assert adjusted > 0  # covariate-adjusted statistics were compared
