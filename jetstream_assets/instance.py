@@ -11,6 +11,7 @@ a run whose process died (a `kill -9`, a crash, a lost machine) so that it frees
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import time
@@ -47,10 +48,19 @@ def own_instance(home: Path) -> dg.DagsterInstance | None:
     return dg.DagsterInstance.from_config(configured)
 
 
-def dagster_yaml(monitoring_seconds: int | None = None) -> str:
+def dagster_yaml(monitoring_seconds: int | None = None, dagster_home: Path | None = None) -> str:
     """The instance configuration jetstream-assets writes: the queue's one-run-per-experiment rule keyed by the
-    one tag every launch path sets, and run monitoring every `monitoring_seconds`."""
+    one tag every launch path sets, and run monitoring every `monitoring_seconds`. With `dagster_home`, its
+    event log is Dagster's sqlite one with connections kept open (`event_log.PooledSqliteEventLogStorage`,
+    in the default place)."""
     seconds = monitoring_seconds or int(os.environ.get(MONITORING_SECONDS) or 15)
+    event_log = "" if dagster_home is None else f"""\
+event_log_storage:  # Dagster's sqlite event log in its default place, its connections kept open between events
+  module: jetstream_assets.event_log
+  class: PooledSqliteEventLogStorage
+  config:
+    base_dir: {json.dumps(str(Path(dagster_home).absolute() / 'history' / 'runs'))}
+"""
     return f"""\
 {HEADER}: a persistent local instance for the demo, the CLI and the UI.
 # It is rewritten while this header is here; delete the header to keep your own changes.
@@ -77,7 +87,7 @@ run_monitoring:  # a killed run turns FAILURE within {seconds} s and frees its e
   max_runtime_seconds: 21600   # a run stuck for 6 hours is failed
 telemetry:
   enabled: false
-"""
+{event_log}"""
 
 
 def prepare_instance(home: Path) -> dg.DagsterInstance:
@@ -86,7 +96,7 @@ def prepare_instance(home: Path) -> dg.DagsterInstance:
     dagster_home = home / "dagster"
     dagster_home.mkdir(parents=True, exist_ok=True)
     config = dagster_home / "dagster.yaml"
-    wanted = dagster_yaml()
+    wanted = dagster_yaml(dagster_home=dagster_home)
     if not config.exists() or (config.read_text().startswith(HEADER) and config.read_text() != wanted):
         config.write_text(wanted)
     os.environ["DAGSTER_HOME"] = str(dagster_home)
