@@ -110,3 +110,25 @@ def test_the_files_equal_exporting_every_date_in_turn(world, tmp_path):
     run_report, later = store.read_text(report_path(SLUG)), per_date.read_text(report_path(SLUG))
     assert DATES[-1].isoformat() in run_report
     assert run_report.count('class="plot"') == later.count('class="plot"') > 0
+
+
+def test_a_file_read_back_again_is_validated_once_per_content(tmp_path, monkeypatch):
+    """Every earlier cell's check reads the writer's files back: the same bytes are validated once, and a file
+    that changed is validated again (what counts is what the store holds at each check)."""
+    from jetstream_assets.checks import exports as checks
+
+    store = LocalExportStore(root=str(tmp_path))
+    path = "statistics/statistics_demo_live_daily.json"
+    row = {"metric": "retained", "statistic": "binomial", "branch": "control", "ci_width": 0.95, "point": 0.5,
+           "lower": 0.4, "upper": 0.6, "segment": "all", "analysis_basis": "enrollments", "window_index": "1"}
+    store.write_json(path, [row])
+    validated = []
+    original = checks._verdict
+    monkeypatch.setattr(checks, "_verdict", lambda *a: validated.append(a[1]) or original(*a))
+    assert [checks.validation_error(store, path) for _ in range(3)] == [None] * 3
+    assert validated == [path]
+    store.write_json(path, [{**row, "ci_width": 5.0}])  # changed behind the step's back
+    assert "ci_width" in checks.validation_error(store, path)
+    assert validated == [path, path]
+    (tmp_path / path).unlink()
+    assert checks.validation_error(store, path) == "the file is missing from the export store"

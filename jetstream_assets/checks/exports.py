@@ -7,6 +7,8 @@ here, not in the payload we meant to write).
 
 from __future__ import annotations
 
+import hashlib
+import threading
 from typing import Any
 
 import dagster as dg
@@ -63,14 +65,35 @@ def model_for(path: str) -> type[BaseModel]:
     return MODELS[folder]
 
 
+# Verdicts by (file, digest of its bytes): every cell of a run that records the same export file reads it back,
+# and the same bytes get the same verdict without validating them again.
+_VERDICTS: dict[tuple[str, str], str | None] = {}
+_KEPT_VERDICTS = 64
+_VERDICTS_LOCK = threading.Lock()
+
+
 def validation_error(store: ExportStore, path: str) -> str | None:
     """The first reason the export at `path` (relative to the store) is not valid, or None when it is."""
     model = model_for(path)
     if not store.exists(path):
         return "the file is missing from the export store"
+    data = store.read_bytes(path)
+    key = (store.uri(path), hashlib.sha256(data).hexdigest())
+    with _VERDICTS_LOCK:
+        if key in _VERDICTS:
+            return _VERDICTS[key]
+    verdict = _verdict(store, path, model, data)
+    with _VERDICTS_LOCK:
+        while len(_VERDICTS) >= _KEPT_VERDICTS:
+            _VERDICTS.pop(next(iter(_VERDICTS)))
+        _VERDICTS[key] = verdict
+    return verdict
+
+
+def _verdict(store: ExportStore, path: str, model: type[BaseModel], data: bytes) -> str | None:
     try:
-        payload = store.read_json(path)
-    except ValueError as e:  # read_json names the file and the JSON error
+        payload = store.parse_json(path, data)
+    except ValueError as e:  # parse_json names the file and the JSON error
         return f"not valid JSON: {e}"
     try:
         model.model_validate(payload)

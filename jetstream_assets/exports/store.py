@@ -124,8 +124,13 @@ class ExportStore(dg.ConfigurableResource):
         return self._get(path).decode("utf-8")
 
     def read_json(self, path: str) -> Any:
-        path = self._check_path(path)
-        data = self._get(path)
+        return self.parse_json(path, self.read_bytes(path))
+
+    def read_bytes(self, path: str) -> bytes:
+        return self._get(self._check_path(path))
+
+    def parse_json(self, path: str, data: bytes) -> Any:
+        """The JSON of the export at `path` whose bytes are `data`; a ValueError names the file."""
         try:
             return json.loads(data)
         except ValueError as e:
