@@ -1,5 +1,5 @@
-"""A run over several dates writes each experiment's statistics files (and its report) once, at the
-experiment's last cell with a window; the earlier cells say which cell wrote them, and the files equal what
+"""A run over several dates writes each experiment's statistics files (and its report, and its metadata file)
+once, at the experiment's last cell with a window; the earlier cells say which cell wrote them, and the files equal what
 exporting every date in turn (the former way) leaves behind."""
 
 from __future__ import annotations
@@ -42,14 +42,14 @@ def world(tmp_path_factory):
         yield w
 
 
-def _materializations(world) -> dict[str, dict]:
+def _materializations(world, asset: str = "statistics_export") -> dict[str, dict]:
     records = world.instance.get_records_for_run(
         world.summary.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
     ).records
     found = {}
     for record in records:
         m = record.event_log_entry.dagster_event.event_specific_data.materialization
-        if m.asset_key == dg.AssetKey("statistics_export"):
+        if m.asset_key == dg.AssetKey(asset):
             found[m.partition] = m.metadata
     return found
 
@@ -57,7 +57,10 @@ def _materializations(world) -> dict[str, dict]:
 def test_each_statistics_file_and_the_report_are_written_once(world):
     assert world.summary.success, world.summary.errors
     assert world.summary.statuses["statistics_export"] == {"computed": len(DATES)}
-    exported = {p: n for p, n in world.extra["written"].items() if p.startswith(("statistics/", "reports/"))}
+    assert world.summary.statuses["metadata_export"] == {"computed": len(DATES)}
+    exported = {p: n for p, n in world.extra["written"].items()
+                if p.startswith(("statistics/", "reports/", "metadata/"))}
+    assert "metadata/metadata_demo_live.json" in exported
     assert "statistics/statistics_demo_live_daily.json" in exported
     assert "statistics/statistics_demo_live_weekly.json" in exported
     assert report_path(SLUG) in exported
@@ -75,16 +78,21 @@ def test_earlier_cells_name_the_cell_that_wrote_their_files_and_their_check_read
         assert metadata["written_by"].value == last
         assert metadata[EXPORTED_PATHS].data == files
         assert metadata["files"].value == found[last]["files"].value == len(files)
+    metadata = _materializations(world, "metadata_export")
+    assert set(metadata) == set(found) and "written_by" not in metadata[last]
+    assert {metadata[str(cell_key(SLUG, d))]["written_by"].value for d in DATES[:-1]} == {last}
     checks = world.instance.get_records_for_run(
         world.summary.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION
     ).records
     verdicts = {}
     for record in checks:
         evaluation = record.event_log_entry.dagster_event.event_specific_data
-        if evaluation.asset_key == dg.AssetKey("statistics_export") and evaluation.check_name == EXPORTS_VALID:
-            verdicts[evaluation.partition] = evaluation
-    assert set(verdicts) == set(found)  # still one check evaluation per cell
-    assert all(v.passed and v.metadata["checked"].value == len(files) for v in verdicts.values())
+        if evaluation.check_name == EXPORTS_VALID:
+            verdicts[evaluation.asset_key.to_user_string(), evaluation.partition] = evaluation
+    # still one check evaluation per cell and export asset, each reading the files back
+    assert set(verdicts) == {(a, p) for a in ("statistics_export", "metadata_export") for p in found}
+    assert all(v.passed for v in verdicts.values())
+    assert all(verdicts["statistics_export", p].metadata["checked"].value == len(files) for p in found)
 
 
 def _rows(rows: list[dict]) -> list[str]:

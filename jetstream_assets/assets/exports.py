@@ -4,13 +4,14 @@ self-contained HTML results report (reports/<slug>.html), refreshed with the sta
 
 import datetime as dt
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import dagster as dg
 from metric_config_parser.metric import AnalysisPeriod
 
 from jetstream_assets.planner import Cell, Planner
-from jetstream_assets.assets.cells import Compute, StepResources, analysis_asset, noop
+from jetstream_assets.assets.cells import Compute, StepCompute, StepResources, analysis_asset, noop
 from jetstream_assets.assets.common import code_version, export_kind
 from jetstream_assets.checks.enrollments import branch_clients
 from jetstream_assets.checks.exports import EXPORTED_PATHS, exports_check_specs, exports_checks
@@ -177,28 +178,45 @@ def deferred_export(cell: Cell, writer: str, store: ExportStore, warehouse: Ware
     }
 
 
-def statistics_export_step(planner: Planner, r: StepResources, keys: list) -> Compute:
-    """The compute of one statistics_export step: an experiment's files are written once, by its last cell
-    of the step that has a window (the files hold every window so far, so earlier cells would write the
-    same content only to have it replaced); its earlier cells say which cell wrote them."""
-    writers: dict[str, str] = {}
-    for key in keys:  # in date order
-        plan = planner.plan(*parse_key(key))
-        if isinstance(plan, Cell) and plan.windows:
-            writers[plan.slug] = str(key)
+def deferred_metadata(cell: Cell, writer: str, store: ExportStore) -> dict:
+    """An earlier cell of a run whose experiment's metadata file a later cell writes (the run resolves the
+    config once, so every cell would write the same metadata, only with a later analysis_start_time)."""
+    return {
+        "file": _link(store.uri(metadata_path(cell.slug))),
+        "written_by": writer,
+        "config_commit": cell.resolved.commit or "",
+        EXPORTED_PATHS: dg.MetadataValue.json([metadata_path(cell.slug)]),
+    }
 
-    def compute(cell: Cell, r: StepResources) -> dict:
-        writer = writers.get(cell.slug)
-        if cell.windows and writer is not None and writer != str(cell_key(cell.slug, cell.analysis_date)):
-            return deferred_export(cell, writer, r.export_store, r.warehouse)
-        return export_statistics(cell, r.warehouse, r.export_store, r.metric_hub, r.experimenter)
 
-    return compute
+def once_per_experiment(write: Compute, deferred: Callable[[Cell, str, StepResources], dict]) -> StepCompute:
+    """The compute of an export step whose files an experiment's last cell in the step with a window writes
+    (`write`); its earlier cells (`deferred`) record the same files and which cell wrote them."""
+
+    def step(planner: Planner, r: StepResources, keys: list) -> Compute:
+        writers: dict[str, str] = {}
+        for key in keys:  # in date order
+            plan = planner.plan(*parse_key(key))
+            if isinstance(plan, Cell) and plan.windows:
+                writers[plan.slug] = str(key)
+
+        def compute(cell: Cell, r: StepResources) -> dict:
+            writer = writers.get(cell.slug)
+            if cell.windows and writer is not None and writer != str(cell_key(cell.slug, cell.analysis_date)):
+                return deferred(cell, writer, r)
+            return write(cell, r)
+
+        return compute
+
+    return step
 
 
 statistics_export = analysis_asset(
     "statistics_export",
-    statistics_export_step,
+    once_per_experiment(
+        lambda cell, r: export_statistics(cell, r.warehouse, r.export_store, r.metric_hub, r.experimenter),
+        lambda cell, writer, r: deferred_export(cell, writer, r.export_store, r.warehouse),
+    ),
     per_step=True,
     group_name="exports",
     kinds={"json", export_kind()},
@@ -215,7 +233,11 @@ statistics_export = analysis_asset(
 
 metadata_export = analysis_asset(
     "metadata_export",
-    lambda cell, r: export_metadata(cell, r.metric_hub, r.export_store),
+    once_per_experiment(
+        lambda cell, r: export_metadata(cell, r.metric_hub, r.export_store),
+        lambda cell, writer, r: deferred_metadata(cell, writer, r.export_store),
+    ),
+    per_step=True,
     group_name="exports",
     kinds={"json", export_kind()},
     deps=["statistics"],
