@@ -9,6 +9,9 @@ compared: enrollments and metrics tables identical (rows sorted by client), stat
 Monte Carlo error (bootstrap rows at the same seeds).
 
     .venv/bin/python bench/rerun.py --baseline <commit> [--clients 100000] [--repeats 2] [--keep DIR]
+        [--known-difference METRIC/STATISTIC/BASIS ...]
+
+Different results end the script with exit status 1 and `results: DIFFERENT` naming the tables and statistics.
 """
 
 from __future__ import annotations
@@ -105,8 +108,9 @@ def _frame(path: Path) -> pd.DataFrame:
     return df.sort_values(keys).reset_index(drop=True)[sorted(df.columns)]
 
 
-def compare(a: Path, b: Path) -> list[str]:
-    """Differences between two results datasets; empty when they agree."""
+def compare(a: Path, b: Path, known: set[tuple[str, str, str]] = frozenset()) -> list[str]:
+    """Differences between two results datasets; empty when they agree. Statistics rows of a (metric,
+    statistic, basis) in `known` (a deliberate change since the baseline) are reported but not counted."""
     problems = []
     tables_a = {p.name for p in a.glob("*.parquet")}
     tables_b = {p.name for p in b.glob("*.parquet")}
@@ -139,11 +143,16 @@ def compare(a: Path, b: Path) -> list[str]:
                 off = fa[both][rel > 0.1]
                 for key in zip(off["metric"], off["statistic"], off["analysis_basis"]):
                     differing[key] = differing.get(key, 0) + 1
-    if differing:
-        rows = ", ".join(f"{m}/{s}/{b} ({n} rows)" for (m, s, b), n in sorted(differing.items()))
-        problems.append(f"statistics differ by up to {worst:.3g} interval widths (more than Monte Carlo error) "
+    expected = {key: n for key, n in differing.items() if key in known}
+    unexpected = {key: n for key, n in differing.items() if key not in known}
+    if unexpected:
+        rows = ", ".join(f"{m}/{s}/{b} ({n} rows)" for (m, s, b), n in sorted(unexpected.items()))
+        problems.append(f"statistics differ by more than Monte Carlo error (up to {worst:.3g} interval widths) "
                         f"in: {rows}")
     print(f"  statistics: largest difference {worst:.2e} of an interval width")
+    if expected:
+        rows = ", ".join(f"{m}/{s}/{b} ({n} rows)" for (m, s, b), n in sorted(expected.items()))
+        print(f"  known differences (--known-difference, not counted): {rows}")
     return problems
 
 
@@ -153,7 +162,16 @@ def main(argv=None) -> int:
     parser.add_argument("--clients", type=int, default=100_000)
     parser.add_argument("--repeats", type=int, default=2, help="Timed reruns per side, alternating.")
     parser.add_argument("--keep", type=Path, help="Work under this folder (kept) instead of a temporary one.")
+    parser.add_argument("--known-difference", action="append", default=[], metavar="METRIC/STATISTIC/BASIS",
+                        help="A deliberate change of results since the baseline (e.g. identity/count/exposures, "
+                             "issue 13's count fix): reported, not a failure. Repeatable.")
     args = parser.parse_args(argv)
+    known = set()
+    for text in args.known_difference:
+        parts = tuple(text.split("/"))
+        if len(parts) != 3:
+            parser.error(f"--known-difference {text!r}: expected METRIC/STATISTIC/BASIS")
+        known.add(parts)
     commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", args.baseline], check=True,
                             capture_output=True, text=True).stdout.strip()
     work = Path(tempfile.mkdtemp(prefix="rerun-", dir=args.keep))
@@ -195,8 +213,9 @@ def main(argv=None) -> int:
             first, last = days_needed(homes[a], SLUG, dates, dt.date.fromisoformat(TODAY))
             print(f"rows read by {a} from each telemetry table (DuckDB profiles):")
             print("\n".join(rows_read(homes[a] / "warehouse" / "telemetry", scan_log, first, last)))
-        problems = compare(*(homes[n] / "warehouse" / "mozanalysis" for n in (a, b)))
-        print("results: " + ("equal (tables identical, statistics within Monte Carlo error)" if not problems
+        problems = compare(*(homes[n] / "warehouse" / "mozanalysis" for n in (a, b)), known)
+        apart = " apart from the known differences" if known else ""
+        print("results: " + (f"equal (tables identical, statistics within Monte Carlo error{apart})" if not problems
                              else "DIFFERENT\n  " + "\n  ".join(problems)))
         return 1 if problems else 0
     finally:
