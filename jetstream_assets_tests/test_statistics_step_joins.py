@@ -35,14 +35,14 @@ PRE = {
 def test_the_covariate_lookup_equals_a_left_merge(case):
     pre = PRE[case]
     merged = FRAME.merge(pre, on=["analysis_id", "branch"], how="left")["v"]
-    joined = pd.Series(step._left_join(FRAME, pre, "v"), name="v")
+    joined = pd.Series(step._left_join(FRAME, step.CovariateTable(pre, "v")), name="v")
     pd.testing.assert_series_equal(joined, merged.reset_index(drop=True))
 
 
 def test_a_covariate_table_with_a_client_twice_is_an_error_not_extra_rows():
     pre = pd.DataFrame({"analysis_id": ["a", "a"], "branch": ["x", "y"], "v": [1.0, 2.0]})
     with pytest.raises(ValueError, match="1 duplicated client"):
-        step._left_join(FRAME, pre, "v")
+        step._left_join(FRAME, step.CovariateTable(pre, "v"))
 
 
 def test_rows_to_frame_equals_pandas_dedup_of_the_records():
@@ -67,7 +67,7 @@ def test_rows_to_frame_equals_pandas_dedup_of_the_records():
     assert frame.loc[0, "point"] is None and frame.loc[0, "upper"] is None  # None, never NaN
 
 
-def _merge_per_statistic(cell, window, summary, metrics_df, covariates):
+def _merge_per_statistic(cell, window, summary, metrics_df, covariates, made):
     """The former way: each statistic merged its covariate table into its own segment's frame."""
     metric = summary.metric
     columns = [d.metric.name for d in metric.depends_on] if metric.depends_on else [metric.name]
@@ -96,10 +96,12 @@ def test_window_statistics_equal_a_merge_per_statistic(tmp_path_factory, monkeyp
         assert {w.period.value for _, w in windows} >= {"day", "week"}
         covariates = names.metrics_table(slug, "enrollments", AnalysisPeriod.PREENROLLMENT_WEEK, 1)
         assert "uri_count" in world.warehouse.table_columns(covariates)  # so the adjusted statistics adjust
-        now = {(c.analysis_date, w.period, w.index): step.compute_window_statistics(c, w, world.warehouse)[0]
+        tables: dict = {}  # shared by the windows, as in a step
+        now = {(c.analysis_date, w.period, w.index): step.compute_window_statistics(c, w, world.warehouse, tables)[0]
                for c, w in windows}
+        assert len(tables) == 2  # uri_count and active_hours of the pre-enrollment week, read once each
         _WAREHOUSE[:] = [world.warehouse]
-        monkeypatch.setattr(step, "_join_covariates", lambda cell, window, basis, df, wh, read: (df, {}))
+        monkeypatch.setattr(step, "_join_covariates", lambda cell, window, basis, df, wh, read, tables: (df, {}))
         monkeypatch.setattr(step, "_summary_data", _merge_per_statistic)
         adjusted = 0
         for c, w in windows:

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 from metric_config_parser.metric import AnalysisPeriod
 
-from jetstream_assets.planner import Cell
-from jetstream_assets.assets.cells import analysis_asset, noop
+from jetstream_assets.planner import Cell, Planner
+from jetstream_assets.assets.cells import Compute, StepResources, analysis_asset, noop
 from jetstream_assets.assets.common import code_version, md_table, warehouse_kind
 from jetstream_assets.monitoring import log_context
 from jetstream_assets.sql import names
@@ -56,10 +56,11 @@ def _covariate(summary, window: AnalysisWindow):
     return adjustment.get("metric", summary.metric.name), period
 
 
-def _summary_data(cell, window, summary, metrics_df, covariates: dict) -> pd.DataFrame:
+def _summary_data(cell, window, summary, metrics_df, covariates: dict, made: dict) -> pd.DataFrame:
     """The per-client frame a statistic needs: branch, the metric (or its dependencies), a covariate
     (`covariates`: the column of `metrics_df` holding each covariate, None when it is missing, or the error
-    that joining it raised)."""
+    that joining it raised). `made` keeps the frames made from this `metrics_df`: the statistics of one
+    metric share theirs (compute_statistic never changes the frame it is given)."""
     metric = summary.metric
     columns = [d.metric.name for d in metric.depends_on] if metric.depends_on else [metric.name]
     missing = [c for c in columns if c not in metrics_df.columns]
@@ -72,42 +73,66 @@ def _summary_data(cell, window, summary, metrics_df, covariates: dict) -> pd.Dat
     joined = covariates.get(covariate) if covariate is not None else None
     if isinstance(joined, Exception):
         raise joined
-    if joined is None:
-        return metrics_df[["branch", *columns]].dropna(subset=columns)
-    data = metrics_df[["branch", *columns, joined]].dropna(subset=columns)
-    # as a left merge on (analysis_id, branch) leaves it: the metrics table's rows in order, a fresh index
-    return data.rename(columns={joined: f"{metric.name}_pre"}).reset_index(drop=True)
+    key = (tuple(columns), joined and (joined, metric.name))
+    if key not in made:
+        if joined is None:
+            made[key] = metrics_df[["branch", *columns]].dropna(subset=columns)
+        else:
+            data = metrics_df[["branch", *columns, joined]].dropna(subset=columns)
+            # as a left merge on (analysis_id, branch) leaves it: the table's rows in order, a fresh index
+            made[key] = data.rename(columns={joined: f"{metric.name}_pre"}).reset_index(drop=True)
+    return made[key]
 
 
-def _left_join(frame: pd.DataFrame, pre: pd.DataFrame, column: str) -> np.ndarray:
-    """`pre[column]` of each row of `frame` with the same (analysis_id, branch), missing where none: what a
-    left merge on those keys gives (the same values, dtypes and row order), by one lookup of the clients."""
-    clients = pd.Index(pre["analysis_id"])
-    if not clients.is_unique:
-        raise ValueError(f"the covariate table has {int(clients.duplicated().sum())} duplicated client(s)")
-    position = clients.get_indexer(frame["analysis_id"])
+class CovariateTable:
+    """A covariate column of a pre-enrollment metrics table, with its clients indexed once for lookups."""
+
+    def __init__(self, frame: pd.DataFrame, column: str):
+        self.frame, self.column = frame, column
+        self._clients: pd.Index | None = None
+
+    def clients(self) -> pd.Index:
+        if self._clients is None:
+            clients = pd.Index(self.frame["analysis_id"])
+            if not clients.is_unique:
+                raise ValueError(f"the covariate table has {int(clients.duplicated().sum())} duplicated client(s)")
+            self._clients = clients
+        return self._clients
+
+
+def _left_join(frame: pd.DataFrame, pre: CovariateTable) -> np.ndarray:
+    """The covariate of each row of `frame` with the same (analysis_id, branch) in `pre`, missing where
+    none: what a left merge on those keys gives (the same values, dtypes and row order), by one lookup."""
+    position = pre.clients().get_indexer(frame["analysis_id"])
     same = position >= 0
-    same[same] = pre["branch"].to_numpy()[position[same]] == frame["branch"].to_numpy()[same]
-    return pd.api.extensions.take(pre[column].to_numpy(), np.where(same, position, -1), allow_fill=True)
+    same[same] = pre.frame["branch"].to_numpy()[position[same]] == frame["branch"].to_numpy()[same]
+    return pd.api.extensions.take(pre.frame[pre.column].to_numpy(), np.where(same, position, -1), allow_fill=True)
 
 
-def _join_covariates(cell, window, basis, metrics_df, warehouse, read: dict) -> tuple[pd.DataFrame, dict]:
+def _join_covariates(
+    cell, window, basis, metrics_df, warehouse, read: dict, tables: dict
+) -> tuple[pd.DataFrame, dict]:
     """`metrics_df` with a column per covariate its statistics adjust for (joined once per table, not once
     per statistic and segment), and {(metric, period): that column, None when it is missing, or the error
-    joining it raised}. `read`
-    keeps the covariate tables read for the window's other bases."""
+    joining it raised}. `read` keeps what the window's bases found (a missing table is reported once per
+    window, as before); `tables` the covariate tables read (a step reads each once)."""
     columns, found = {}, {}
     for summary in metrics_for(cell.resolved, window.period, basis):
         covariate = _covariate(summary, window)
         if covariate is None or covariate in found:
             continue
         cov_metric, cov_period = covariate
-        table = names.metrics_table(cell.slug, "enrollments", cov_period, 1)
-        if (table, cov_metric) not in read:
-            if warehouse.table_exists(table) and cov_metric in warehouse.table_columns(table):
-                read[table, cov_metric] = warehouse.read_table(table, ["analysis_id", "branch", cov_metric])
+        key = (names.metrics_table(cell.slug, "enrollments", cov_period, 1), cov_metric)
+        table = key[0]
+        if key not in read:
+            if key in tables:
+                read[key] = tables[key]
+            elif warehouse.table_exists(table) and cov_metric in warehouse.table_columns(table):
+                read[key] = tables[key] = CovariateTable(
+                    warehouse.read_table(table, ["analysis_id", "branch", cov_metric]), cov_metric
+                )
             else:
-                read[table, cov_metric] = None
+                read[key] = None
                 logger.warning(
                     f"Covariate table {table} (or column {cov_metric}) is missing; "
                     f"{summary.metric.name} falls back to unadjusted inferences.",
@@ -115,12 +140,12 @@ def _join_covariates(cell, window, basis, metrics_df, warehouse, read: dict) -> 
                            "statistic": summary.statistic.name, "analysis_basis": basis.value, "segment": "all",
                            "analysis_period": f"{window.period.value}_{window.index}"},
                 )
-        pre = read[table, cov_metric]
+        pre = read[key]
         found[covariate] = None
         if pre is not None:
             name = f"__covariate__{table}__{cov_metric}"
             try:
-                columns[name] = _left_join(metrics_df, pre, cov_metric)
+                columns[name] = _left_join(metrics_df, pre)
             except Exception as e:  # noqa: BLE001 - the statistics adjusting for it fail, the others go on
                 found[covariate] = e
                 continue
@@ -151,7 +176,12 @@ def _counts(analysed: pd.DataFrame, branches: list[str], segment: str, basis: st
     )
 
 
-def compute_window_statistics(cell: Cell, window: AnalysisWindow, warehouse: Warehouse) -> tuple[pd.DataFrame, list]:
+def compute_window_statistics(
+    cell: Cell, window: AnalysisWindow, warehouse: Warehouse, covariate_tables: dict | None = None
+) -> tuple[pd.DataFrame, list]:
+    """The statistics rows of one window, and the errors of the statistics that failed. `covariate_tables`
+    keeps the covariate tables read, for the other windows of the step."""
+    covariate_tables = {} if covariate_tables is None else covariate_tables
     config = cell.resolved.config
     branches = [b.slug for b in cell.experiment.branches]
     reference = config.experiment.reference_branch
@@ -172,9 +202,10 @@ def compute_window_statistics(cell: Cell, window: AnalysisWindow, warehouse: War
             warehouse.read_table(table, _needed_columns(cell, window, basis, segments, warehouse.table_columns(table))),
             basis.value,
         )
-        metrics_df, joined = _join_covariates(cell, window, basis, metrics_df, warehouse, covariates)
+        metrics_df, joined = _join_covariates(cell, window, basis, metrics_df, warehouse, covariates,
+                                              covariate_tables)
         for segment in segments:
-            segment_df = _segment_filter(metrics_df, segment)
+            segment_df, made = _segment_filter(metrics_df, segment), {}
             for summary in metrics_for(cell.resolved, window.period, basis):
                 name, statistic = summary.metric.name, summary.statistic.name
                 extra = {"experiment": cell.slug, "metric": name, "statistic": statistic,
@@ -182,7 +213,7 @@ def compute_window_statistics(cell: Cell, window: AnalysisWindow, warehouse: War
                          "analysis_period": f"{window.period.value}_{window.index}"}
                 try:
                     with log_context(**extra):  # the engine's own warnings name this statistic
-                        data = _summary_data(cell, window, summary, segment_df, joined)
+                        data = _summary_data(cell, window, summary, segment_df, joined, made)
                         rows = compute_statistic(
                             data,
                             metric=name,
@@ -230,12 +261,12 @@ def headline(rows: pd.DataFrame, reference: str | None) -> pd.DataFrame:
     )
 
 
-def compute_statistics(cell: Cell, warehouse: Warehouse) -> dict:
+def compute_statistics(cell: Cell, warehouse: Warehouse, covariate_tables: dict | None = None) -> dict:
     if not cell.windows:
         return noop(f"No analysis window of {cell.slug} closes on {cell.analysis_date}.")
     tables, previews, all_errors = [], [], {}
     for window in cell.windows:
-        rows, errors = compute_window_statistics(cell, window, warehouse)
+        rows, errors = compute_window_statistics(cell, window, warehouse, covariate_tables)
         table = names.statistics_table(cell.slug, window.period, window.index)
         warehouse.write_dataframe(rows, table)
         warehouse.create_window_view(
@@ -259,9 +290,17 @@ def compute_statistics(cell: Cell, warehouse: Warehouse) -> dict:
     return metadata
 
 
+def statistics_step(planner: Planner, r: StepResources, keys: list) -> Compute:
+    """The compute of one statistics step: the pre-enrollment covariate tables are read and indexed once for
+    all its cells (the metrics step before it wrote them; nothing writes them during this step)."""
+    covariate_tables: dict = {}
+    return lambda cell, r: compute_statistics(cell, r.warehouse, covariate_tables)
+
+
 statistics = analysis_asset(
     "statistics",
-    lambda cell, r: compute_statistics(cell, r.warehouse),
+    statistics_step,
+    per_step=True,
     group_name="experiments",
     kinds={"python", "pandas", warehouse_kind()},
     deps=["metrics"],
