@@ -43,8 +43,8 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
 
     def register_instance(self, instance) -> None:
         super().register_instance(instance)
-        expected = os.path.join(os.path.abspath(instance.root_directory), "history", "runs")
-        if os.path.abspath(self._base_dir) != expected:  # a home moved since its dagster.yaml was written
+        expected = os.path.join(os.path.realpath(instance.root_directory), "history", "runs")
+        if os.path.realpath(self._base_dir) != expected:  # a home moved since its dagster.yaml was written
             raise ValueError(
                 f"The dagster.yaml of {instance.root_directory} keeps its event log in {self._base_dir}, not in "
                 f"{expected}: it was written for a home at another place. Run any `jetstream-assets` command "

@@ -165,8 +165,8 @@ def deferred_export(cell: Cell, writer: str, store: ExportStore, warehouse: Ware
     Each statistics file holds every window of the experiment's statistics views, so every cell of one run
     would write the same files (the statistics step has already written all of the run's windows): the
     experiment's last cell in the step (`writer`) writes them once, with the report. This cell records the
-    same files, and its exports_valid check reads them back after the writer wrote them: if the writer
-    failed, the files are missing and the check says so."""
+    same files, and its exports_valid check reads them back after the writer wrote them. If the writer
+    fails, the step fails naming it (and its run ends FAILURE); rerunning that cell writes the files."""
     periods = _exported_periods(cell, warehouse)
     paths = [statistics_path(cell.slug, p.table_suffix) for p in periods]
     return {
