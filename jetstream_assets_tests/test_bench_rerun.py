@@ -58,3 +58,11 @@ def test_a_known_difference_is_reported_but_not_counted(rerun, tmp_path, capsys)
     assert rerun.compare(a, b, {("identity", "count", "exposures")}) == []
     assert "known differences (--known-difference, not counted): identity/count/exposures (1 rows)" in (
         capsys.readouterr().out)
+
+
+def test_the_largest_difference_printed_leaves_out_the_known_ones(rerun, tmp_path, capsys):
+    a = _dataset(tmp_path / "a", _statistics(point_shift=0.002, count=90.0))
+    b = _dataset(tmp_path / "b", _statistics())
+    assert rerun.compare(a, b, {("identity", "count", "exposures")}) == []
+    assert "largest difference 1.00e-02 of an interval width (apart from the known differences)" in (
+        capsys.readouterr().out)
