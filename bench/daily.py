@@ -6,15 +6,22 @@ telemetry, generated with them) are analysed on one date on which their day and 
 
 1. compute: the analysis functions the assets call, cell by cell, without Dagster (the reference: the
    per-cell compute any orchestration has to pay);
-2. per experiment: one Dagster run per experiment for the date, which is what the Experimenter sensor
-   launches today (`run_experiment`, as `jetstream-assets run --date`);
-3. per date: one Dagster run over the date for all N experiments (a partition range along the experiment
-   dimension; a single-run backfill policy makes it one step per asset).
+2. sensor: what the Experimenter sensor launches for the date, launched as the daemon launches it. The
+   sensor's own evaluation (`experimenter_sensor`, from the state of the day before: every experiment
+   analysed through the previous date) gives the RunRequests; each becomes a run created from the code
+   location (a code server, started before the clock, as the daemon keeps one) and launched by the
+   instance's run launcher (a run worker process per run, at most 2 at a time, as the queue allows), and the
+   clock stops when the last run ends. The queue's dequeue delay (up to its dequeue interval per run) is
+   not in it. CPU: this process plus the code server and its run workers (minus a code server started and
+   stopped alone).
+3. per experiment: one Dagster run per experiment for the date, executed in this process (`run_experiment`,
+   as `jetstream-assets run --date`): what the sensor launched before the daily batch;
+4. per date: one Dagster run over the date for all N experiments, executed in this process.
 
 Overhead per experiment-day = (wall time - compute) / N. Rows read from each telemetry table by the
 per-date run are printed against one scan of the days it needs.
 
-    .venv/bin/python bench/daily.py [--experiments 100] [--clients 20000] [--modes compute experiment date]
+    .venv/bin/python bench/daily.py [--experiments 100] [--clients 20000] [--modes compute sensor experiment date]
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import resource
 import shutil
 import sys
 import tempfile
@@ -74,6 +82,11 @@ def setup(home: Path, n: int, clients: int) -> tuple[list[str], dt.date]:
     return slugs, week1
 
 
+def analysis_today(date: dt.date) -> dt.date:
+    """The day after the analysis date: the sensor's yesterday is the date."""
+    return date + dt.timedelta(days=1)
+
+
 def compute_only(home: Path, slugs: list[str], date: dt.date) -> float:
     from jetstream_assets.planner import Cell, Planner
     from jetstream_assets.assets.exports import export_metadata, export_statistics
@@ -85,7 +98,7 @@ def compute_only(home: Path, slugs: list[str], date: dt.date) -> float:
     resources = build_resources(home)
     warehouse, store = resources["warehouse"], resources["export_store"]
     started = time.perf_counter()
-    planner = Planner(resources["experimenter"], resources["metric_hub"], TODAY)
+    planner = Planner(resources["experimenter"], resources["metric_hub"], analysis_today(date))
     for slug in slugs:
         cell = planner.plan(slug, date)
         assert isinstance(cell, Cell) and cell.windows, cell
@@ -107,6 +120,112 @@ def per_experiment(instance, defs, slugs: list[str], date: dt.date) -> float:
         if not summary.success:
             raise SystemExit(f"{slug}: {summary.errors[:3]}")
     return time.perf_counter() - started
+
+
+def children_cpu() -> float:
+    """CPU seconds of this process's live child processes (the code server) and of the children they have
+    reaped (its run workers), read from /proc; plus the children this process reaped."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    total = usage.ru_utime + usage.ru_stime
+    tick = os.sysconf("SC_CLK_TCK")
+    for task in Path("/proc/self/task").iterdir():
+        for pid in (task / "children").read_text().split():
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += sum(int(f) for f in fields[11:15]) / tick  # utime, stime, cutime, cstime
+    return total
+
+
+def code_server(instance):
+    """The workspace's code location in a code server process of its own, as the daemon runs it."""
+    from dagster._core.workspace.context import WorkspaceProcessContext
+    from dagster._core.workspace.load_target import WorkspaceFileTarget
+
+    return WorkspaceProcessContext(instance, WorkspaceFileTarget([str(ROOT / "workspace.yaml")]))
+
+
+def sensor_requests(home: Path, instance, date: dt.date) -> list:
+    """The sensor's RunRequests for the date, from the state of the day before."""
+    import dagster as dg
+
+    from jetstream_assets.partitions import EXPERIMENTS
+    from jetstream_assets.resources import build_resources
+    from jetstream_assets.sensors.experimenter import (
+        CURSOR_VERSION, digest_of_snapshot, experimenter_sensor, field_digests,
+    )
+
+    resources = build_resources(home)
+    experiments = resources["experimenter"].fetch().experiments
+    before = (date - dt.timedelta(days=1)).isoformat()
+    cursor = {"v": CURSOR_VERSION, "snapshot": digest_of_snapshot(experiments),
+              "experiments": {e.slug: {"fields": field_digests(e), "through": before} for e in experiments}}
+    known = set(instance.get_dynamic_partitions(EXPERIMENTS.name))
+    instance.add_dynamic_partitions(EXPERIMENTS.name, [e.slug for e in experiments if e.slug not in known])
+    with dg.build_sensor_context(instance=instance, cursor=json.dumps(cursor), resources=resources) as context:
+        result = experimenter_sensor(context)
+    return list(result.run_requests) if isinstance(result, dg.SensorResult) else []
+
+
+def launch(instance, workspace, request):
+    """Create the run from the code location and launch it with the instance's run launcher, as the daemon does."""
+    from dagster._core.storage.dagster_run import DagsterRun, DagsterRunStatus
+    from dagster._core.storage.tags import RUN_KEY_TAG
+
+    context = workspace.create_request_context()
+    location = context.get_code_location(context.code_location_names[0])
+    repository = next(iter(location.get_repositories().values()))
+    job = repository.get_full_job(request.job_name)
+    plan = location.get_execution_plan(job, request.run_config, step_keys_to_execute=None, known_state=None,
+                                       instance=instance)
+    run = instance.create_run(
+        job_name=job.name, run_id=None, run_config=request.run_config, resolved_op_selection=None,
+        step_keys_to_execute=None, status=DagsterRunStatus.NOT_STARTED, op_selection=None, root_run_id=None,
+        parent_run_id=None, tags={**request.tags, RUN_KEY_TAG: request.run_key,
+                                  **DagsterRun.tags_for_sensor(repository.get_sensor("experimenter_sensor"))},
+        job_snapshot=job.job_snapshot, execution_plan_snapshot=plan.execution_plan_snapshot,
+        parent_job_snapshot=job.parent_job_snapshot, remote_job_origin=job.get_remote_origin(),
+        job_code_origin=job.get_python_origin(),
+        asset_selection=frozenset(request.asset_selection) if request.asset_selection is not None else None,
+        asset_check_selection=None, asset_graph=repository.asset_graph,
+    )
+    instance.launch_run(run.run_id, context)
+    return run.run_id
+
+
+def per_sensor(home: Path, instance, date: dt.date) -> tuple[float, float, int]:
+    """(wall seconds, CPU seconds of the code server and run workers, runs) for what the sensor launches."""
+    from dagster._core.storage.dagster_run import FINISHED_STATUSES, DagsterRunStatus
+
+    from jetstream_assets.instance import MAX_CONCURRENT_RUNS
+
+    with code_server(instance) as workspace:  # a code server alone: its start-up is not the runs' cost
+        workspace.create_request_context().get_code_location(workspace.code_location_names[0])
+        alone = children_cpu()
+    with code_server(instance) as workspace:
+        workspace.create_request_context().get_code_location(workspace.code_location_names[0])
+        started = time.perf_counter()
+        requests = sensor_requests(home, instance, date)
+        pending, running, failed = list(requests), [], []
+        while pending or running:
+            while pending and len(running) < MAX_CONCURRENT_RUNS:
+                running.append(launch(instance, workspace, pending.pop(0)))
+            time.sleep(0.2)
+            for run_id in list(running):
+                run = instance.get_run_by_id(run_id)
+                if run.status in FINISHED_STATUSES:
+                    running.remove(run_id)
+                    if run.status != DagsterRunStatus.SUCCESS:
+                        failed.append(run_id)
+        seconds = time.perf_counter() - started
+        cpu = children_cpu() - alone
+    if failed:
+        raise SystemExit(f"sensor runs failed: {failed}")
+    tags = [r.tags.get("jetstream/experiments") or r.tags.get("jetstream/experiment", "") for r in requests]
+    print(f"  the sensor requested {len(requests)} run(s): "
+          + "; ".join(f"{len(t.split(','))} experiment(s)" for t in tags), flush=True)
+    return seconds, max(0.0, cpu), len(requests)
 
 
 def per_date(instance, defs, slugs: list[str], date: dt.date) -> float:
@@ -148,8 +267,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--experiments", type=int, default=100)
     parser.add_argument("--clients", type=int, default=20_000)
-    parser.add_argument("--modes", nargs="+", default=["compute", "date", "experiment"],
-                        choices=["compute", "experiment", "date"])
+    parser.add_argument("--modes", nargs="+", default=["compute", "sensor", "date", "experiment"],
+                        choices=["compute", "sensor", "experiment", "date"])
     parser.add_argument("--keep", type=Path)
     args = parser.parse_args(argv)
     os.environ["JETSTREAM_TODAY"] = TODAY.isoformat()
@@ -163,6 +282,7 @@ def main(argv=None) -> int:
         print(f"{len(slugs)} experiments over {args.clients:,} clients, enrollments done, in "
               f"{time.perf_counter() - started:.0f}s; analysis date {date} (day and week-1 windows close)",
               flush=True)
+        os.environ["JETSTREAM_TODAY"] = analysis_today(date).isoformat()
         from jetstream_assets.definitions import build_definitions
         from jetstream_assets.runner import prepare_instance
 
@@ -182,14 +302,19 @@ def main(argv=None) -> int:
             defs = build_definitions(home)
             log = work / f"scans-{mode}.jsonl"
             os.environ["JETSTREAM_SCAN_LOG"] = str(log)
+            runs = {"experiment": n, "date": 1}.get(mode)
             try:
-                run = per_experiment if mode == "experiment" else per_date
-                timings[mode] = run(instance, defs, slugs, date)
+                if mode == "sensor":
+                    timings[mode], workers, runs = per_sensor(home, instance, date)
+                else:
+                    run = per_experiment if mode == "experiment" else per_date
+                    timings[mode], workers = run(instance, defs, slugs, date), 0.0
             finally:
                 os.environ.pop("JETSTREAM_SCAN_LOG", None)
-            cpu[mode] = time.process_time() - cpu_start
-            label = {"experiment": f"{n} runs, one per experiment (the sensor today)",
-                     "date": f"1 run over the date for all {n} experiments"}[mode]
+            cpu[mode] = time.process_time() - cpu_start + workers
+            label = {"sensor": f"sensor: {runs} run(s) as the sensor requests them, launched as the daemon does",
+                     "experiment": f"{n} runs, one per experiment, in this process (the sensor before)",
+                     "date": f"1 run over the date for all {n} experiments, in this process"}[mode]
             print(f"{label}: {timings[mode]:.1f}s wall, {cpu[mode]:.1f}s CPU", flush=True)
             if log.exists():
                 from scans import rows_read
@@ -200,7 +325,7 @@ def main(argv=None) -> int:
                 print(f"rows read from each telemetry table, against one scan per experiment-day:")
                 print("\n".join(rows_read(home / "warehouse" / "telemetry", log, first, last, runs=n)), flush=True)
         if "compute" in timings:
-            for mode in ("experiment", "date"):
+            for mode in ("sensor", "experiment", "date"):
                 if mode in timings:
                     overhead = (timings[mode] - timings["compute"]) / n
                     overhead_cpu = (cpu[mode] - cpu["compute"]) / n

@@ -5,6 +5,11 @@ backfill dialogs) ends up as a run over a range of (experiment, date) partitions
 experiment and why it runs: the sensors and the CLI set the tags themselves (`run_tags`); runs launched
 from the UI or by a backfill get them when queued (`ExperimentRunCoordinator`), so the instance's
 one-run-per-experiment limit (`tag_concurrency_limits` on jetstream/experiment) holds for all of them.
+
+The Experimenter sensor's daily batch (`batch_tags`) covers many experiments in one run, so it cannot carry
+one jetstream/experiment value: it lists them in jetstream/experiments instead, and every analysis run
+holds its experiments' locks while it works (`locks.py`), so a batch and a run of one of its experiments
+never overlap whichever starts first.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ from jetstream_assets.partitions import ANALYSIS_DATES, cell_key, parse_key
 EXPERIMENT_TAG = "jetstream/experiment"
 RERUN_TAG = "jetstream/rerun"  # "full": every date of the experiment, stale outputs removed first
 REASON_TAG = "jetstream/reason"
+EXPERIMENTS_TAG = "jetstream/experiments"  # a batch run's experiments, comma-separated, in range order
+BATCH_TAG = "jetstream/batch"  # a batch run's analysis dates, "<first>..<last>"
 COMMIT_TAG = "jetstream/config_commit"
 
 
@@ -64,6 +71,27 @@ def run_tags(
     return tags
 
 
+def batch_tags(slugs: list[str], dates: list[dt.date], *, reason: str) -> dict[str, str]:
+    """Tags of one run over `slugs` (consecutive in the experiment dimension's order) x consecutive `dates`."""
+    dates = sorted(dates)
+    return {
+        ASSET_PARTITION_RANGE_START_TAG: str(cell_key(slugs[0], dates[0])),
+        ASSET_PARTITION_RANGE_END_TAG: str(cell_key(slugs[-1], dates[-1])),
+        EXPERIMENTS_TAG: ",".join(slugs),
+        BATCH_TAG: f"{dates[0]}..{dates[-1]}",
+        REASON_TAG: reason[:200],
+    }
+
+
+def run_experiments(tags) -> set[str]:
+    """Every experiment a run works on: its jetstream/* tags, else Dagster's partition tags."""
+    if tags.get(EXPERIMENTS_TAG):
+        return set(tags[EXPERIMENTS_TAG].split(","))
+    if tags.get(EXPERIMENT_TAG):
+        return {tags[EXPERIMENT_TAG]}
+    return _experiments_of(tags)
+
+
 def _experiments_of(tags: dict[str, str]) -> set[str]:
     """The experiments a run covers, read from the partition tags Dagster sets (one key, or a range)."""
     if f"{MULTIDIMENSIONAL_PARTITION_PREFIX}experiment" in tags:
@@ -79,7 +107,7 @@ def _experiments_of(tags: dict[str, str]) -> set[str]:
 def launch_tags(tags: dict[str, str]) -> dict[str, str]:
     """The jetstream/* tags a run launched outside the sensors and the CLI lacks (the UI's Materialize, a
     backfill): the experiment (so the one-run-per-experiment limit applies) and why it runs."""
-    if EXPERIMENT_TAG in tags:
+    if EXPERIMENT_TAG in tags or EXPERIMENTS_TAG in tags:
         return {}
     slugs = _experiments_of(tags)
     if len(slugs) != 1:  # not an analysis run, or one over several experiments: nothing to key on

@@ -16,7 +16,7 @@ from jetstream_assets.demo.config_repo import create_config_repo
 from jetstream_assets.demo.experiments import demo_experiments
 from jetstream_assets.experimenter.resource import Experimenter
 from jetstream_assets.partitions import EXPERIMENTS
-from jetstream_assets.run_tags import RERUN_TAG
+from jetstream_assets.run_tags import EXPERIMENTS_TAG, RERUN_TAG, run_experiments
 from jetstream_assets.sensors.experimenter import evaluate, experimenter_sensor
 
 from .worlds import TODAY
@@ -49,7 +49,8 @@ def tick(instance, resources, cursor):
 
 
 def analysis_runs(requests) -> dict[str, dg.RunRequest]:
-    return {r.tags["jetstream/experiment"]: r for r in requests if r.job_name == "analysis"}
+    """{experiment: the analysis run request covering it} (a daily batch covers several)."""
+    return {slug: r for r in requests if r.job_name == "analysis" for slug in run_experiments(r.tags)}
 
 
 def date_range(request) -> tuple[dt.date, dt.date]:
@@ -78,14 +79,16 @@ def test_first_tick_adds_partitions_and_runs_every_date_then_nothing_until_a_day
     assert requests == [] and added == [] and "up to date" in skip
     assert json.loads(cursor2) == json.loads(cursor)
 
-    # the next day: one date per live experiment; the complete one is done
+    # the next day: one date per live experiment, all in one run; the complete one is done
     monkeypatch.setenv("JETSTREAM_TODAY", (TODAY + dt.timedelta(days=1)).isoformat())
     requests, _, cursor3, _ = tick(instance, resources, cursor2)
     runs = analysis_runs(requests)
     assert set(runs) == {"demo-live", "demo-custom", "demo-enrolling"}
-    for request in runs.values():
-        assert date_range(request) == (TODAY, TODAY)
-        assert RERUN_TAG not in request.tags
+    assert len([r for r in requests if r.job_name == "analysis"]) == 1
+    batch = runs["demo-live"]
+    assert batch.tags[EXPERIMENTS_TAG] == "demo-live,demo-custom,demo-enrolling"  # the partitions' order
+    assert date_range(batch) == (TODAY, TODAY)
+    assert RERUN_TAG not in batch.tags and "jetstream/experiment" not in batch.tags
     assert json.loads(cursor3)["experiments"]["demo-live"]["through"] == TODAY.isoformat()
 
 

@@ -12,6 +12,10 @@ metadata, and a failing cell never stops the others. What Dagster records is exa
 
 Checks are partitioned: each cell's verdict is recorded on its own partition, so one experiment's warning
 is never overwritten by another experiment's step. The whole step runs inside `monitoring.collect`.
+
+Before its first step computes anything, a run holds the locks of all its experiments (`locks.py`): a
+daily batch over many experiments and a rerun of one of them never work at the same time. The run's last
+analysis step frees them.
 """
 
 
@@ -33,7 +37,7 @@ from dagster._core.storage.tags import (
     MULTIDIMENSIONAL_PARTITION_PREFIX,
 )
 
-from jetstream_assets import monitoring
+from jetstream_assets import locks, monitoring
 from jetstream_assets.planner import Cell, NoOp, Planner
 from jetstream_assets.assets.common import ANALYSIS_ASSET_ARGS
 from jetstream_assets.config.metric_hub import MetricHub
@@ -115,6 +119,33 @@ def refuse_truncated_range(context: dg.AssetExecutionContext) -> None:
         )
 
 
+ANALYSIS_ORDER = ("analysis_plan", "enrollments", "metrics", "statistics", "statistics_export", "metadata_export")
+_HELD: dict[str, set[str]] = {}  # run id -> experiments whose locks this process holds for it
+
+
+def hold_experiments(context: dg.AssetExecutionContext, slugs: list[str]) -> None:
+    """Hold the run's experiment locks (once per run and process), waiting for any run that holds one."""
+    held = _HELD.setdefault(context.run_id, set())
+    wanted = set(slugs) - held
+    if not wanted:
+        return
+
+    def on_wait(slug: str, runs: list[str]) -> None:
+        context.log.info(f"Waiting for run(s) {', '.join(runs)} to finish with {slug} (one run per experiment at a time)")
+
+    locks.hold(context.instance, context.run_id, wanted, on_wait)
+    held |= wanted
+    while len(_HELD) > 8:  # a long-lived process (tests, the CLI) keeps only recent runs
+        _HELD.pop(next(iter(_HELD)))
+
+
+def last_analysis_step(context: dg.AssetExecutionContext) -> bool:
+    """Whether this is the last analysis step the run executes (it frees the run's experiment locks)."""
+    selection = context.run.asset_selection
+    names = [n for n in ANALYSIS_ORDER if selection is None or dg.AssetKey(n) in selection]
+    return bool(names) and context.assets_def.key.to_user_string() == names[-1]
+
+
 def run_cells(
     context: dg.AssetExecutionContext,
     resources: StepResources,
@@ -124,12 +155,22 @@ def run_cells(
     per_step: bool = False,
 ) -> Iterator:
     """Plan (with the run's planner) and compute every cell of the step; yields what Dagster records."""
-    from jetstream_assets.assets.plan import planner_for_run  # the plan asset builds on this module
-
     refuse_truncated_range(context)
-    planner = planner_for_run(context, resources.experimenter, resources.metric_hub)
     keys = sorted(context.partition_keys, key=lambda k: parse_key(k)[::-1])
     slugs = list(dict.fromkeys(parse_key(k)[0] for k in keys))
+    hold_experiments(context, slugs)
+    try:
+        yield from _run_cells(context, resources, compute, keys, slugs, checks, before, per_step)
+    finally:
+        if last_analysis_step(context):
+            locks.release(context.instance, context.run_id)
+            _HELD.pop(context.run_id, None)
+
+
+def _run_cells(context, resources, compute, keys, slugs, checks, before, per_step) -> Iterator:
+    from jetstream_assets.assets.plan import planner_for_run  # the plan asset builds on this module
+
+    planner = planner_for_run(context, resources.experimenter, resources.metric_hub)
 
     def enrollment_end(slug: str) -> dt.date | None:
         experiment = planner.experiment(slug)

@@ -6,7 +6,25 @@ within 90 days, not a rollout):
 * new experiment: add its partition and run every date from its start (one run, single-run backfill);
 * analysis fields changed (dates, enrollment, branches, status, outcomes, segments, reference branch...):
   a full rerun of the experiment, which also removes windows the new dates no longer produce;
-* otherwise: one run over the dates that became complete since the last tick (up to yesterday).
+* otherwise: the dates that became complete since the last tick (up to yesterday), in a daily batch.
+
+The daily batch: every experiment with the same due dates (every live experiment, on a normal day) shares
+one run over (its experiments) x (those dates), so the fixed cost of a run (a process, imports, run start,
+the plan) is paid once per date, not once per experiment. Dagster hands a run one rectangular range of the
+grid: experiments consecutive in the experiment dimension (the order partitions were added) times
+consecutive dates. Experiments between two due ones come along only when every cell of theirs in the range
+is a quiet no-op by their own plan (ended, not yet enrolled, skipped; an error is not quiet): such a cell
+materializes as the no-op it is, with its reason, exactly as any run would record it. Anything else between
+two due experiments (one that is busy, due on other dates, or would compute) splits the batch into two runs.
+Left out of the batch, each in a run of its own:
+* new experiments and full reruns: many dates each, a purge of stale outputs first, and dates that depend on
+  earlier ones (the pre-enrollment covariates); one run per experiment keeps a long catch-up from holding
+  the daily results of every other experiment, and its failure to itself;
+* an experiment whose plan on a due date is an error (a config error, an unsupported application): it is
+  known to fail, and a failing cell fails its step, which would skip the later steps of the whole batch.
+An experiment with a run queued or in progress (a rerun, a CLI or UI run) is left out of this tick and its
+dates are caught up by the next one. Every run holds the locks of its experiments while it works
+(`locks.py`), so a batch and a run of one of its experiments never overlap, whichever was launched first.
 
 The cursor (JSON) keeps, per experiment, a digest of each analysis field and the last date requested.
 Experimenter being down, slow or answering garbage skips the tick with the reason and leaves the cursor
@@ -19,19 +37,21 @@ import datetime as dt
 import hashlib
 import json
 import logging
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 
 import dagster as dg
+from dagster._core.storage.dagster_run import ACTIVE_RUN_STATUSES, DagsterRunStatus, RunsFilter
 
-from jetstream_assets.planner import Planner
+from jetstream_assets.planner import NoOp, Planner
 from jetstream_assets.assets.cells import today as current_date
 from jetstream_assets.config.metric_hub import MetricHub
 from jetstream_assets.experimenter.models import Experiment, analysable, validate_slug
 from jetstream_assets.experimenter.resource import Experimenter, ExperimenterUnavailableError
 from jetstream_assets.jobs import analysis_job, experimenter_snapshot_job
 from jetstream_assets.partitions import EXPERIMENTS, parse_key
-from jetstream_assets.run_tags import first_grid_date, run_tags, sensor_interval
+from jetstream_assets.run_tags import batch_tags, first_grid_date, run_experiments, run_tags, sensor_interval
 from jetstream_assets.sql.names import SlugCollisionError, normalize, table_name_owners
 
 logger = logging.getLogger("jetstream_assets")
@@ -82,6 +102,12 @@ class Tick:
     duplicates: list[str] = field(default_factory=list)  # slugs Experimenter listed more than once
 
 
+def digest_of_snapshot(experiments: list[Experiment]) -> str:
+    """Identifies an Experimenter answer: a new one refreshes the snapshot table."""
+    dumped = json.dumps([e.model_dump(mode="json") for e in experiments], sort_keys=True)
+    return hashlib.sha256(dumped.encode()).hexdigest()[:16]
+
+
 def load_cursor(text: str | None) -> dict:
     try:
         cursor = json.loads(text) if text else {}
@@ -99,10 +125,12 @@ def evaluate(
     today: dt.date,
     known_partitions: Iterable[str],
     done_through: dict[str, dt.date] | None = None,
+    busy: Collection[str] = (),
 ) -> Tick:
     """One tick. `known_partitions`: the instance's experiments, in the order they were added (the first
     to claim a table name keeps it). `done_through`: per experiment, the last date already materialized
-    in the instance, so a sensor started on an instance the CLI or the demo filled does not redo that work."""
+    in the instance, so a sensor started on an instance the CLI or the demo filled does not redo that work.
+    `busy`: experiments with a run queued or in progress; their daily dates wait for the next tick."""
     known_partitions = list(known_partitions)
     known = set(known_partitions)
     done_through = done_through or {}
@@ -130,6 +158,7 @@ def evaluate(
     # order they were added, then Experimenter's list order (a record listed twice counts once)
     owners = table_name_owners(known_partitions)
     seen: set[str] = set()
+    daily: dict[tuple[dt.date, dt.date], list[str]] = {}  # due dates -> experiments of the daily batch
     for experiment in analysable(snapshot.experiments, today):
         slug = experiment.slug
         if slug in seen:
@@ -168,10 +197,19 @@ def evaluate(
         else:
             run_dates = [d for d in dates if through is None or d > through]
             reason, full = "analysis dates completed", False
+            if run_dates and slug in busy:
+                tick.notes.append(f"{slug}: a run of it is queued or in progress; its dates wait for the next tick")
+                continue
         states[slug] = {"fields": digests, "through": state.get("through") if state else None}
         if not run_dates:
             continue
         states[slug]["through"] = run_dates[-1].isoformat()
+        if not full:
+            error = next((p for d in run_dates if isinstance(p := planner.plan(slug, d), NoOp) and p.is_error), None)
+            if error is None:
+                daily.setdefault((run_dates[0], run_dates[-1]), []).append(slug)
+                continue
+            reason += f", in a run of its own ({error.code} on {error.analysis_date})"
         tick.run_requests.append(
             dg.RunRequest(
                 run_key=f"experimenter:{slug}:{digests[:12]}:{run_dates[0]}:{run_dates[-1]}",
@@ -179,14 +217,37 @@ def evaluate(
                 tags=run_tags(slug, run_dates, full=full, reason=reason),
             )
         )
+    # never twice in one tick, never one that is busy
+    requested = {s for r in tick.run_requests for s in run_experiments(r.tags)} | set(busy)
+    requested |= {s for members in daily.values() for s in members}
+    order = known_partitions + tick.new_partitions
     present = {e.slug for e in snapshot.experiments}
+    for (first, last), members in daily.items():
+        span = [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
+
+        def quiet(slug: str, span=span) -> bool:
+            if slug in requested or slug not in present:  # (one Experimenter no longer lists is not planned)
+                return False
+            return all(isinstance(p := planner.plan(slug, d), NoOp) and not p.is_error for d in span)
+
+        for segment in batch_segments(order, set(members), quiet):
+            due = [s for s in segment if s in members]
+            reason = f"analysis dates completed: {len(due)} experiment(s) in one run"
+            if len(segment) > len(due):
+                reason += f" ({len(segment) - len(due)} more between them with nothing to do: no-op cells)"
+            key = hashlib.blake2s(",".join(segment).encode(), digest_size=6).hexdigest()
+            tick.run_requests.append(
+                dg.RunRequest(
+                    run_key=f"experimenter:batch:{first}:{last}:{key}",
+                    job_name=analysis_job.name,
+                    tags=batch_tags(segment, span, reason=reason),
+                )
+            )
     horizon = (today - dt.timedelta(days=FORGET_AFTER_DAYS)).isoformat()
     for slug in [s for s, st in states.items() if s not in present and (st.get("through") or "") < horizon]:
         del states[slug]
 
-    snapshot_digest = hashlib.sha256(
-        json.dumps([e.model_dump(mode="json") for e in snapshot.experiments], sort_keys=True).encode()
-    ).hexdigest()[:16]
+    snapshot_digest = digest_of_snapshot(snapshot.experiments)
     if snapshot_digest != cursor.get("snapshot"):
         cursor["snapshot"] = snapshot_digest
         tick.run_requests.append(
@@ -195,6 +256,39 @@ def evaluate(
     if not tick.run_requests:
         tick.skip_reason = f"{len(states)} experiment(s) up to date; no analysis date completed since the last tick."
     return tick
+
+
+def batch_segments(order: list[str], members: set[str], quiet: Callable[[str], bool]) -> list[list[str]]:
+    """The batch's runs: maximal runs of `order` (the experiment dimension) that start and end with a member
+    and hold only members and quiet experiments (`quiet` is asked only between two members)."""
+    segments: list[list[str]] = []
+    current: list[str] = []
+    between: list[str] = []
+    left = len(members)
+    for slug in order:
+        if not left and not current:
+            break
+        if slug in members:
+            current += [*between, slug]
+            between = []
+            left -= 1
+        elif current and left and quiet(slug):
+            between.append(slug)
+        elif current:
+            segments.append(current)
+            current, between = [], []
+    if current:
+        segments.append(current)
+    return segments
+
+
+def busy_experiments(instance: dg.DagsterInstance, claim_seconds: float = 60) -> set[str]:
+    """Experiments with an analysis run queued or in progress (or just created by the CLI)."""
+    runs = instance.get_runs(RunsFilter(statuses=[DagsterRunStatus.QUEUED, *ACTIVE_RUN_STATUSES]))
+    fresh = time.time() - claim_seconds
+    runs += [r.dagster_run for r in instance.get_run_records(RunsFilter(statuses=[DagsterRunStatus.NOT_STARTED]))
+             if r.create_timestamp.timestamp() > fresh]
+    return {slug for run in runs for slug in run_experiments(run.tags)}
 
 
 def materialized_through(instance: dg.DagsterInstance) -> dict[str, dt.date]:
@@ -225,7 +319,8 @@ def experimenter_sensor(
     context: dg.SensorEvaluationContext, experimenter: Experimenter, metric_hub: MetricHub
 ) -> dg.SensorResult | dg.SkipReason:
     known = context.instance.get_dynamic_partitions(EXPERIMENTS.name)  # in the order they were added
-    tick = evaluate(context.cursor, experimenter, metric_hub, current_date(), known, materialized_through(context.instance))
+    tick = evaluate(context.cursor, experimenter, metric_hub, current_date(), known,
+                    materialized_through(context.instance), busy_experiments(context.instance))
     for note in tick.notes:
         context.log.warning(note)
     if tick.skip_reason and not tick.new_partitions:
