@@ -30,7 +30,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import resource
 import shutil
 import sys
 import tempfile
@@ -122,20 +121,17 @@ def per_experiment(instance, defs, slugs: list[str], date: dt.date) -> float:
     return time.perf_counter() - started
 
 
-def children_cpu() -> float:
-    """CPU seconds of this process's live child processes (the code server) and of the children they have
-    reaped (its run workers), read from /proc; plus the children this process reaped."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    total = usage.ru_utime + usage.ru_stime
-    tick = os.sysconf("SC_CLK_TCK")
-    for task in Path("/proc/self/task").iterdir():
-        for pid in (task / "children").read_text().split():
-            try:
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            total += sum(int(f) for f in fields[11:15]) / tick  # utime, stime, cutime, cstime
-    return total
+def process_cpu(pid: int) -> float | None:
+    """CPU seconds a live process has used (user + system), from /proc; None once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children() -> list[int]:
+    return [int(pid) for task in Path("/proc/self/task").iterdir() for pid in (task / "children").read_text().split()]
 
 
 def code_server(instance):
@@ -198,28 +194,31 @@ def per_sensor(home: Path, instance, date: dt.date) -> tuple[float, float, int]:
     """(wall seconds, CPU seconds of the code server and run workers, runs) for what the sensor launches."""
     from dagster._core.storage.dagster_run import FINISHED_STATUSES, DagsterRunStatus
 
-    from jetstream_assets.instance import MAX_CONCURRENT_RUNS
+    from jetstream_assets.instance import MAX_CONCURRENT_RUNS, worker_pid
 
-    with code_server(instance) as workspace:  # a code server alone: its start-up is not the runs' cost
-        workspace.create_request_context().get_code_location(workspace.code_location_names[0])
-        alone = children_cpu()
     with code_server(instance) as workspace:
         workspace.create_request_context().get_code_location(workspace.code_location_names[0])
+        servers = {pid: process_cpu(pid) or 0.0 for pid in children()}
         started = time.perf_counter()
         requests = sensor_requests(home, instance, date)
-        pending, running, failed = list(requests), [], []
+        pending, running, failed, workers, pids = list(requests), [], [], {}, {}
         while pending or running:
             while pending and len(running) < MAX_CONCURRENT_RUNS:
                 running.append(launch(instance, workspace, pending.pop(0)))
             time.sleep(0.2)
             for run_id in list(running):
+                pid = pids.get(run_id) or worker_pid(instance, run_id)
+                pids[run_id] = pid
+                used = process_cpu(pid) if pid else None
+                if used is not None:
+                    workers[run_id] = used
                 run = instance.get_run_by_id(run_id)
                 if run.status in FINISHED_STATUSES:
                     running.remove(run_id)
                     if run.status != DagsterRunStatus.SUCCESS:
                         failed.append(run_id)
         seconds = time.perf_counter() - started
-        cpu = children_cpu() - alone
+        cpu = sum(workers.values()) + sum((process_cpu(pid) or used) - used for pid, used in servers.items())
     if failed:
         raise SystemExit(f"sensor runs failed: {failed}")
     tags = [r.tags.get("jetstream/experiments") or r.tags.get("jetstream/experiment", "") for r in requests]

@@ -25,6 +25,7 @@ logger = logging.getLogger("jetstream_assets")
 
 POOL_PREFIX = "jetstream/experiment/"
 LOCK_STEP = "experiment-lock"  # the claim's step key: one claim per run and experiment
+_ONE_SLOT: set[tuple[int, str]] = set()  # (instance, pool) this process has seen set to one slot
 
 
 def pool(slug: str) -> str:
@@ -60,11 +61,15 @@ def hold(
         return
     for slug in sorted(set(slugs)):
         key = pool(slug)
-        if storage.get_concurrency_info(key).slot_count != 1:
-            storage.set_concurrency_slots(key, 1)
+        if (id(instance), key) not in _ONE_SLOT:
+            if storage.get_concurrency_info(key).slot_count != 1:
+                storage.set_concurrency_slots(key, 1)
+            _ONE_SLOT.add((id(instance), key))
         told: list[str] | None = None
         while not storage.claim_concurrency_slot(key, run_id, LOCK_STEP).is_claimed:
             waiting_for = holders(instance, slug, run_id)
+            if not waiting_for and storage.get_concurrency_info(key).slot_count != 1:  # the pool was removed
+                storage.set_concurrency_slots(key, 1)
             if on_wait is not None and waiting_for and waiting_for != told:
                 on_wait(slug, waiting_for)
             told = waiting_for

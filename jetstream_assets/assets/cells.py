@@ -22,6 +22,7 @@ analysis step frees them.
 import datetime as dt
 import logging
 import os
+import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -120,7 +121,9 @@ def refuse_truncated_range(context: dg.AssetExecutionContext) -> None:
 
 
 ANALYSIS_ORDER = ("analysis_plan", "enrollments", "metrics", "statistics", "statistics_export", "metadata_export")
+PROGRESS_SECONDS = 1.0  # at most one cell-progress line a second per step
 _HELD: dict[str, set[str]] = {}  # run id -> experiments whose locks this process holds for it
+_STEPS_DONE: dict[str, set[str]] = {}  # run id -> its analysis steps this process has run
 
 
 def hold_experiments(context: dg.AssetExecutionContext, slugs: list[str]) -> None:
@@ -135,15 +138,19 @@ def hold_experiments(context: dg.AssetExecutionContext, slugs: list[str]) -> Non
 
     locks.hold(context.instance, context.run_id, wanted, on_wait)
     held |= wanted
-    while len(_HELD) > 8:  # a long-lived process (tests, the CLI) keeps only recent runs
-        _HELD.pop(next(iter(_HELD)))
+    for runs in (_HELD, _STEPS_DONE):
+        while len(runs) > 8:  # a long-lived process (tests, the CLI) keeps only recent runs
+            runs.pop(next(iter(runs)))
 
 
 def last_analysis_step(context: dg.AssetExecutionContext) -> bool:
-    """Whether this is the last analysis step the run executes (it frees the run's experiment locks)."""
-    selection = context.run.asset_selection
-    names = [n for n in ANALYSIS_ORDER if selection is None or dg.AssetKey(n) in selection]
-    return bool(names) and context.assets_def.key.to_user_string() == names[-1]
+    """Whether every analysis step the run selects has now run in this process (the last one frees the run's
+    experiment locks; a run that stops earlier leaves them to be freed by the next run that waits)."""
+    selection = context.run.asset_selection or None  # a run of the whole job has an empty selection
+    names = {n for n in ANALYSIS_ORDER if selection is None or dg.AssetKey(n) in selection}
+    done = _STEPS_DONE.setdefault(context.run_id, set())
+    done.add(context.assets_def.key.to_user_string())
+    return names <= done
 
 
 def run_cells(
@@ -165,6 +172,7 @@ def run_cells(
         if last_analysis_step(context):
             locks.release(context.instance, context.run_id)
             _HELD.pop(context.run_id, None)
+            _STEPS_DONE.pop(context.run_id, None)
 
 
 def _run_cells(context, resources, compute, keys, slugs, checks, before, per_step) -> Iterator:
@@ -205,7 +213,7 @@ def _run_cells(context, resources, compute, keys, slugs, checks, before, per_ste
             succeeded.append(key)
     if not failures:
         for key, (_, metadata) in zip(keys, outcomes):
-            context.add_asset_metadata(metadata, partition_key=key)
+            add_cell_metadata(context, key, metadata)
         yield dg.MaterializeResult(metadata=step_metadata)
     else:
         for key, (_, metadata) in zip(keys, outcomes):
@@ -228,6 +236,16 @@ def _run_cells(context, resources, compute, keys, slugs, checks, before, per_ste
         )
 
 
+def add_cell_metadata(context: dg.AssetExecutionContext, key, metadata: dict) -> None:
+    """`context.add_asset_metadata(metadata, partition_key=key)` without its check that `key` is in the run's
+    range: that check lists the whole range (a query per dimension key) on every call, which makes a step
+    quadratic in its cells (a 100-experiment batch: seconds). Every key here comes from the step's range."""
+    step = context.op_execution_context._step_execution_context  # noqa: SLF001 - Dagster pinned (1.13.27)
+    step._metadata_accumulator = step._metadata_accumulator.with_additional_asset_metadata(  # noqa: SLF001
+        asset_key=context.assets_def.key, metadata=metadata, partition_key=str(key)
+    )
+
+
 def _run_step(
     context: dg.AssetExecutionContext,
     planner: Planner,
@@ -239,6 +257,7 @@ def _run_step(
     failures: list[str] = []
     outcomes: list[Outcome] = []
     warned: set[str] = set()
+    told = time.monotonic()
     for key in keys:
         slug, analysis_date = parse_key(key)
         extra = {"experiment": slug, "analysis_date": analysis_date.isoformat()}
@@ -275,7 +294,12 @@ def _run_step(
                     failures.append(f"{key}: {e}")
         metadata.setdefault("status", "computed")
         outcomes.append((plan, metadata))
-        context.log.info(f"{asset} {key}: {metadata['status']} {metadata.get('reason', '')}".rstrip())
+        # a line per cell is an event in the instance (milliseconds each): the progress of a long step, the
+        # errors, and the last cell are told; every cell's status is in its materialization's metadata
+        now = time.monotonic()
+        if metadata["status"] == "error" or key == keys[-1] or now - told >= PROGRESS_SECONDS:
+            context.log.info(f"{asset} {key}: {metadata['status']} {metadata.get('reason', '')}".rstrip())
+            told = now
     return outcomes, failures
 
 

@@ -103,24 +103,31 @@ def _still_to_come(planner: Planner, experiment, after: dt.date | None) -> list[
     return [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
 
 
+def materialized_cells(context: dg.AssetExecutionContext) -> dict[str, set[str]]:
+    """{step: its materialized cell keys}, read once for all the experiments of a step."""
+    done: dict[str, set[str]] = {}
+    for step in ANALYSIS_STEPS:
+        try:
+            done[step] = {str(k) for k in context.instance.get_materialized_partitions(dg.AssetKey(step))}
+        except Exception:  # noqa: BLE001 - nothing recorded yet
+            done[step] = set()
+    return done
+
+
 def experiment_dates(
-    context: dg.AssetExecutionContext, planner: Planner, slug: str, in_run: Collection[str] = ()
+    context: dg.AssetExecutionContext, planner: Planner, slug: str, in_run: Collection[str] = (),
+    materialized: dict[str, set[str]] | None = None,
 ) -> dg.MetadataValue:
     """Every analysis date of the experiment: what the plan does on it and which steps have materialized it
-    (`in_run`: the cells this run computes, marked as such rather than missing)."""
+    (`in_run`: the cells this run computes, marked as such rather than missing; `materialized`: what
+    `materialized_cells` read, when the caller shows several experiments)."""
     experiment = planner.experiment(slug)
     if experiment is None:
         return dg.MetadataValue.md(f"{slug} is not in Experimenter.")
     grid = first_grid_date()
     dates = [d for d in planner.rerun_dates(experiment) if d >= grid]
     dates += _still_to_come(planner, experiment, dates[-1] if dates else None)
-    done: dict[str, set[str]] = {}
-    for step in ANALYSIS_STEPS:
-        try:
-            keys = context.instance.get_materialized_partitions(dg.AssetKey(step))
-        except Exception:  # noqa: BLE001 - nothing recorded yet
-            keys = set()
-        done[step] = {k for k in keys if str(k).endswith(f"|{slug}")}
+    done = materialized if materialized is not None else materialized_cells(context)
     on = planner.today
     lines = ["| date | plan | " + " | ".join(ANALYSIS_STEPS) + " |", "|---|---|" + "---|" * len(ANALYSIS_STEPS)]
     counts = collections.Counter()
@@ -153,6 +160,7 @@ def purge_before_full_reruns(
     for key in keys:
         steps.setdefault(parse_key(key)[0], []).append(key)
     extra: dict[str, dict] = {}
+    materialized = materialized_cells(context)
     for slug, slug_keys in steps.items():
         first = str(min(slug_keys, key=lambda k: parse_key(k)[1]))
         last = str(max(slug_keys, key=lambda k: parse_key(k)[1]))
@@ -170,7 +178,7 @@ def purge_before_full_reruns(
                 f"{len(removed['exports'])} stale export(s)"
             )
         try:
-            extra.setdefault(last, {})["experiment_dates"] = experiment_dates(context, planner, slug, slug_keys)
+            extra.setdefault(last, {})["experiment_dates"] = experiment_dates(context, planner, slug, slug_keys, materialized)
         except Exception as e:  # noqa: BLE001 - a broken record: its cells say what is wrong
             logger.info("No dates overview of %s: %s", slug, e, extra={"experiment": slug})
     return extra

@@ -22,8 +22,12 @@ Left out of the batch, each in a run of its own:
   the daily results of every other experiment, and its failure to itself;
 * an experiment whose plan on a due date is an error (a config error, an unsupported application): it is
   known to fail, and a failing cell fails its step, which would skip the later steps of the whole batch.
-An experiment with a run queued or in progress (a rerun, a CLI or UI run) is left out of this tick and its
-dates are caught up by the next one. Every run holds the locks of its experiments while it works
+A cell that fails in a batch fails its step, and Dagster then skips the later steps of the whole run: the
+cursor remembers each batch, and once a batch run has failed the next tick runs again what it left undone,
+the experiments whose cells failed each alone, the others together in a new batch (a batch that failed
+without naming its cells is tried once more whole, then each experiment alone). An experiment with a run
+queued or in progress (a rerun, a CLI or UI run) is left out of this tick and its dates are caught up by
+the next one. Every run holds the locks of its experiments while it works
 (`locks.py`), so a batch and a run of one of its experiments never overlap, whichever was launched first.
 
 The cursor (JSON) keeps, per experiment, a digest of each analysis field and the last date requested.
@@ -42,7 +46,8 @@ from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 
 import dagster as dg
-from dagster._core.storage.dagster_run import ACTIVE_RUN_STATUSES, DagsterRunStatus, RunsFilter
+from dagster._core.storage.dagster_run import ACTIVE_RUN_STATUSES, FINISHED_STATUSES, DagsterRunStatus, RunsFilter
+from dagster._core.storage.tags import RUN_KEY_TAG
 
 from jetstream_assets.planner import NoOp, Planner
 from jetstream_assets.assets.cells import today as current_date
@@ -126,11 +131,13 @@ def evaluate(
     known_partitions: Iterable[str],
     done_through: dict[str, dt.date] | None = None,
     busy: Collection[str] = (),
+    retries: dict[str, Retry] | None = None,
 ) -> Tick:
     """One tick. `known_partitions`: the instance's experiments, in the order they were added (the first
     to claim a table name keeps it). `done_through`: per experiment, the last date already materialized
     in the instance, so a sensor started on an instance the CLI or the demo filled does not redo that work.
-    `busy`: experiments with a run queued or in progress; their daily dates wait for the next tick."""
+    `busy`: experiments with a run queued or in progress; their daily dates wait for the next tick.
+    `retries`: what failed batches left undone (`failed_batch_retries`)."""
     known_partitions = list(known_partitions)
     known = set(known_partitions)
     done_through = done_through or {}
@@ -159,6 +166,7 @@ def evaluate(
     owners = table_name_owners(known_partitions)
     seen: set[str] = set()
     daily: dict[tuple[dt.date, dt.date], list[str]] = {}  # due dates -> experiments of the daily batch
+    attempts: dict[str, int] = {}  # experiments run again after their batch failed without naming a cell
     for experiment in analysable(snapshot.experiments, today):
         slug = experiment.slug
         if slug in seen:
@@ -217,6 +225,17 @@ def evaluate(
                 tags=run_tags(slug, run_dates, full=full, reason=reason),
             )
         )
+    for slug, retry in (retries or {}).items():
+        if slug in busy:
+            tick.notes.append(f"{slug}: not run again after batch {retry.run_id[:8]} failed: a run of it is in progress")
+        elif retry.alone:
+            tick.run_requests.append(dg.RunRequest(
+                run_key=f"experimenter:retry:{retry.run_id}:{slug}", job_name=analysis_job.name,
+                tags=run_tags(slug, retry.dates, reason=f"alone, after batch run {retry.run_id[:8]} failed"),
+            ))
+        else:
+            daily.setdefault((retry.dates[0], retry.dates[-1]), []).append(slug)
+            attempts[slug] = retry.attempt
     # never twice in one tick, never one that is busy
     requested = {s for r in tick.run_requests for s in run_experiments(r.tags)} | set(busy)
     requested |= {s for members in daily.values() for s in members}
@@ -236,6 +255,10 @@ def evaluate(
             if len(segment) > len(due):
                 reason += f" ({len(segment) - len(due)} more between them with nothing to do: no-op cells)"
             key = hashlib.blake2s(",".join(segment).encode(), digest_size=6).hexdigest()
+            attempt = max((attempts.get(s, -1) for s in due), default=-1) + 1
+            key += f":{attempt}" if attempt else ""
+            cursor.setdefault("batches", {})[f"experimenter:batch:{first}:{last}:{key}"] = {
+                "dates": [first.isoformat(), last.isoformat()], "due": due, "attempt": attempt, "on": today.isoformat()}
             tick.run_requests.append(
                 dg.RunRequest(
                     run_key=f"experimenter:batch:{first}:{last}:{key}",
@@ -256,6 +279,61 @@ def evaluate(
     if not tick.run_requests:
         tick.skip_reason = f"{len(states)} experiment(s) up to date; no analysis date completed since the last tick."
     return tick
+
+
+@dataclass
+class Retry:
+    """Dates a failed batch run left undone for one experiment, and whether it runs alone next time."""
+
+    run_id: str
+    dates: list[dt.date]
+    alone: bool
+    attempt: int = 0
+
+
+def failed_cells_of(instance: dg.DagsterInstance, run_id: str) -> set[str] | None:
+    """The experiments whose cells failed a step of the run (the steps name them), or None when a step failed
+    without naming its cells (a bug of the step, a killed process)."""
+    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.STEP_FAILURE).records
+    slugs: set[str] = set()
+    for record in records:
+        data = record.event_log_entry.dagster_event.step_failure_data
+        cells = data.user_failure_data.metadata.get("failed_cells") if data and data.user_failure_data else None
+        if cells is None:
+            return None
+        slugs |= {parse_key(k)[0] for k in cells.value}
+    return slugs if records else None
+
+
+def failed_batch_retries(instance: dg.DagsterInstance, cursor: dict, today: dt.date) -> dict[str, Retry]:
+    """What the batches of earlier ticks left undone, for those whose run has failed; forgets every batch whose
+    run has ended (and those never created within a week)."""
+    batches: dict = cursor.get("batches", {})
+    retries: dict[str, Retry] = {}
+    done: set[str] | None = None
+    for key, batch in list(batches.items()):
+        found = instance.get_runs(RunsFilter(tags={RUN_KEY_TAG: key}), limit=1)
+        if not found:
+            if batch["on"] < (today - dt.timedelta(days=7)).isoformat():
+                del batches[key]
+            continue
+        run = found[0]
+        if run.status not in FINISHED_STATUSES:
+            continue
+        del batches[key]
+        if run.status == DagsterRunStatus.SUCCESS:
+            continue
+        if done is None:
+            done = {str(k) for k in instance.get_materialized_partitions(dg.AssetKey("metadata_export"))}
+        first, last = (dt.date.fromisoformat(d) for d in batch["dates"])
+        dates = [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
+        culprits = failed_cells_of(instance, run.run_id)
+        for slug in batch["due"]:
+            if all(f"{d}|{slug}" in done for d in dates):
+                continue
+            alone = slug in culprits if culprits is not None else batch.get("attempt", 0) > 0
+            retries[slug] = Retry(run.run_id, dates, alone, batch.get("attempt", 0) if culprits is None else -1)
+    return retries
 
 
 def batch_segments(order: list[str], members: set[str], quiet: Callable[[str], bool]) -> list[list[str]]:
@@ -319,10 +397,15 @@ def experimenter_sensor(
     context: dg.SensorEvaluationContext, experimenter: Experimenter, metric_hub: MetricHub
 ) -> dg.SensorResult | dg.SkipReason:
     known = context.instance.get_dynamic_partitions(EXPERIMENTS.name)  # in the order they were added
-    tick = evaluate(context.cursor, experimenter, metric_hub, current_date(), known,
-                    materialized_through(context.instance), busy_experiments(context.instance))
+    today = current_date()
+    cursor = load_cursor(context.cursor)
+    retries = failed_batch_retries(context.instance, cursor, today)
+    tick = evaluate(json.dumps(cursor), experimenter, metric_hub, today, known,
+                    materialized_through(context.instance), busy_experiments(context.instance), retries)
     for note in tick.notes:
         context.log.warning(note)
+    if retries and not tick.run_requests:  # nothing was run again (Experimenter down): keep them for later
+        tick.cursor["batches"] = load_cursor(context.cursor).get("batches", {})
     if tick.skip_reason and not tick.new_partitions:
         if tick.cursor != load_cursor(context.cursor):
             context.update_cursor(json.dumps(tick.cursor))
