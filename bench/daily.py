@@ -159,8 +159,10 @@ def sensor_requests(home: Path, instance, date: dt.date) -> list:
               "experiments": {e.slug: {"fields": field_digests(e), "through": before} for e in experiments}}
     known = set(instance.get_dynamic_partitions(EXPERIMENTS.name))
     instance.add_dynamic_partitions(EXPERIMENTS.name, [e.slug for e in experiments if e.slug not in known])
+    started = time.perf_counter()
     with dg.build_sensor_context(instance=instance, cursor=json.dumps(cursor), resources=resources) as context:
         result = experimenter_sensor(context)
+    print(f"  the sensor's evaluation took {time.perf_counter() - started:.1f}s", flush=True)
     return list(result.run_requests) if isinstance(result, dg.SensorResult) else []
 
 

@@ -24,7 +24,7 @@ from dagster._core.launcher import CheckRunHealthResult, DefaultRunLauncher, Wor
 from dagster._core.storage.dagster_run import ACTIVE_RUN_STATUSES, DagsterRun, DagsterRunStatus, RunsFilter
 from dagster._utils.tags import TagConcurrencyLimitsCounter
 
-from jetstream_assets.run_tags import EXPERIMENT_TAG
+from jetstream_assets.run_tags import EXPERIMENT_TAG, EXPERIMENTS_TAG, run_experiments
 
 HEADER = "# Written by jetstream-assets"
 HOST_TAG = "jetstream/host"  # the machine of a run the CLI executes in its own process
@@ -209,6 +209,12 @@ def blocking_runs(instance: dg.DagsterInstance, tags: Mapping[str, str], run_id:
             active.append(record.dagster_run)
     if max_runs is not None and len(active) >= max_runs:
         return active
+    # a daily batch carries no jetstream/experiment value: it lists its experiments (locks.py makes the run
+    # wait for it anyway; waiting here tells the caller which run it waits for)
+    mine_experiments = run_experiments(tags)
+    batches = [r for r in active if EXPERIMENTS_TAG in r.tags and run_experiments(r.tags) & mine_experiments]
+    if batches:
+        return batches
     counter = TagConcurrencyLimitsCounter(list(tag_limits), active)
     probe = DagsterRun(job_name="probe", run_id="probe", tags=dict(tags))
     if not counter.is_blocked(probe):

@@ -20,7 +20,7 @@ from jetstream_assets.sensors.experimenter import (
 from .worlds import TODAY, build_world
 
 DAY = TODAY - dt.timedelta(days=1)
-ORDER = ["demo-complete", "demo-live", "demo-custom", "demo-enrolling"]
+ORDER = ["demo-live", "demo-complete", "demo-custom", "demo-enrolling"]  # the ended one between live ones
 STEPS = ("analysis_plan", "enrollments", "metrics", "statistics", "statistics_export", "metadata_export")
 
 
@@ -67,7 +67,7 @@ def test_a_failing_experiment_fails_alone_and_the_rest_of_its_batch_is_finished_
         e.slug: {"fields": field_digests(e), "through": before} for e in experiments if e.slug in ORDER}})
 
     (batch,), cursor = tick(world, cursor)
-    assert batch.tags[EXPERIMENTS_TAG] == "demo-live,demo-custom,demo-enrolling"
+    assert batch.tags[EXPERIMENTS_TAG] == "demo-live,demo-complete,demo-custom,demo-enrolling"
     result = execute(world, batch)
     assert not result.success
     # the failing experiment's cells are never materialized: planned in a failed run, the UI shows them failed
@@ -81,11 +81,17 @@ def test_a_failing_experiment_fails_alone_and_the_rest_of_its_batch_is_finished_
     alone = by_experiments[frozenset({"demo-custom"})]
     assert alone.tags[EXPERIMENT_TAG] == "demo-custom" and "alone" in alone.tags["jetstream/reason"]
     assert all("demo-custom" not in r.tags.get(EXPERIMENTS_TAG, "") for r in requests if r is not alone)
-    assert set().union(*by_experiments) == {"demo-live", "demo-custom", "demo-enrolling"}
+    assert set().union(*by_experiments) == {"demo-live", "demo-complete", "demo-custom", "demo-enrolling"}
     outcomes = {frozenset(run_experiments(r.tags)): execute(world, r).success for r in requests}
     assert outcomes.pop(frozenset({"demo-custom"})) is False and all(outcomes.values())
-    for slug in ("demo-live", "demo-enrolling"):
+    for slug in ("demo-live", "demo-complete", "demo-enrolling"):
         assert materialized(world, slug) == set(STEPS)
+    # the ended experiment's cell is the no-op it is, with its reason
+    record = world.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey("statistics"), asset_partitions=[f"{DAY}|demo-complete"]), limit=1
+    ).records[0]
+    metadata = record.asset_materialization.metadata
+    assert metadata["status"].value == "no-op" and "ended" in metadata["reason"].value
     assert materialized(world, "demo-custom") == {"analysis_plan"}
 
     # its lone run is not retried again and again: the next tick has nothing to do for that day

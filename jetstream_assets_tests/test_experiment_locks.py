@@ -12,12 +12,14 @@ import uuid
 
 import dagster as dg
 import pytest
+import yaml
 from dagster._core.storage.dagster_run import DagsterRun, DagsterRunStatus
 
 from jetstream_assets import locks
 from jetstream_assets.definitions import build_definitions
 from jetstream_assets.demo.config_repo import create_config_repo
 from jetstream_assets.demo.experiments import write_experimenter_file
+from jetstream_assets.instance import blocking_runs, dagster_yaml
 from jetstream_assets.partitions import EXPERIMENTS
 from jetstream_assets.resources import experimenter_file, metric_hub_dir
 from jetstream_assets.run_tags import batch_tags, run_tags
@@ -108,3 +110,13 @@ def test_a_run_of_one_experiment_waits_for_the_batch_that_holds_it(home):
     locks.release(instance, batch.run_id)
     thread.join(180)
     assert out["result"].success and materialized(instance, single) > 0
+
+
+def test_the_cli_waits_before_starting_while_a_batch_holds_its_experiment():
+    """`jetstream-assets run` checks the queue's rule before it starts its run: a batch over the experiment
+    blocks it (and the CLI says which run it waits for), a batch over others does not."""
+    queue = yaml.safe_load(dagster_yaml())["run_coordinator"]
+    with dg.instance_for_test(overrides={"run_coordinator": queue}) as instance:
+        batch = started_run(instance, batch_tags(BATCH, [DAY], reason="daily"))
+        assert [r.run_id for r in blocking_runs(instance, run_tags("demo-live", [DAY]))] == [batch.run_id]
+        assert blocking_runs(instance, run_tags("demo-complete", [DAY])) == []

@@ -11,14 +11,11 @@ import dagster as dg
 import pytest
 from dagster._core.storage.dagster_run import DagsterRun, DagsterRunStatus
 
-from jetstream_assets.config.metric_hub import MetricHub
-from jetstream_assets.demo.config_repo import create_config_repo
-from jetstream_assets.demo.experiments import demo_experiments
-from jetstream_assets.experimenter.resource import Experimenter
 from jetstream_assets.partitions import EXPERIMENTS
 from jetstream_assets.run_tags import EXPERIMENT_TAG, EXPERIMENTS_TAG, batch_tags, run_experiments
 from jetstream_assets.sensors.experimenter import batch_segments, evaluate, experimenter_sensor
 
+from .test_sensor_experimenter import setup  # noqa: F401 - the fixture
 from .worlds import TODAY
 
 YESTERDAY = TODAY - dt.timedelta(days=1)
@@ -28,14 +25,10 @@ LIVE = ["demo-live", "demo-custom", "demo-enrolling"]
 
 
 @pytest.fixture
-def world(tmp_path, monkeypatch):
-    monkeypatch.setenv("JETSTREAM_TODAY", TODAY.isoformat())
-    create_config_repo(tmp_path / "metric-hub")
-    records = demo_experiments(TODAY)
-    file = tmp_path / "experiments.json"
-    file.write_text(json.dumps(records))
-    experimenter, metric_hub = Experimenter(path=str(file)), MetricHub(path=str(tmp_path / "metric-hub"))
-    return file, records, experimenter, metric_hub
+def world(setup):
+    """The Experimenter file, its records, the Experimenter and metric-hub resources, an instance."""
+    file, records, resources, instance = setup
+    return file, records, resources["experimenter"], resources["metric_hub"], instance
 
 
 def done_day_before(records) -> dict[str, dt.date]:
@@ -55,7 +48,7 @@ def cells(request) -> tuple[str, str]:
 
 
 def test_a_day_of_every_live_experiment_is_one_run_with_the_quiet_one_between_as_a_noop(world):
-    file, records, experimenter, metric_hub = world
+    file, records, experimenter, metric_hub, _ = world
     tick = evaluate(None, experimenter, metric_hub, TODAY, ORDER, done_day_before(records))
     (batch,) = analysis(tick)
     # the ended experiment between two live ones has nothing to do that day: it comes along as a no-op
@@ -67,7 +60,7 @@ def test_a_day_of_every_live_experiment_is_one_run_with_the_quiet_one_between_as
 
 
 def test_a_busy_experiment_is_left_for_the_next_tick_and_splits_the_batch(world):
-    file, records, experimenter, metric_hub = world
+    file, records, experimenter, metric_hub, _ = world
     tick = evaluate(None, experimenter, metric_hub, TODAY, ORDER, done_day_before(records), busy={"demo-custom"})
     runs = analysis(tick)
     assert sorted(r.tags[EXPERIMENTS_TAG] for r in runs) == ["demo-enrolling", "demo-live"]
@@ -80,7 +73,7 @@ def test_a_busy_experiment_is_left_for_the_next_tick_and_splits_the_batch(world)
 
 
 def test_an_experiment_known_to_fail_runs_alone(world):
-    file, records, experimenter, metric_hub = world
+    file, records, experimenter, metric_hub, _ = world
     live = next(r for r in records if r["slug"] == "demo-live")
     live["appName"] = "no_such_app"  # its plan is an error on every date
     file.write_text(json.dumps(records))
@@ -104,24 +97,23 @@ def test_segments_break_at_anything_that_is_neither_due_nor_quiet():
     assert "q4" not in asked  # nothing is planned after the last due experiment
 
 
-def test_the_sensor_leaves_out_experiments_of_a_run_in_progress(world, tmp_path):
+def test_the_sensor_leaves_out_experiments_of_a_run_in_progress(world):
     """Through the sensor itself: a run of demo-custom in progress keeps it out of this tick's runs."""
-    file, records, experimenter, metric_hub = world
+    file, records, experimenter, metric_hub, instance = world
     resources = {"experimenter": experimenter, "metric_hub": metric_hub}
-    with dg.instance_for_test() as instance:
-        instance.add_dynamic_partitions(EXPERIMENTS.name, ORDER)
-        cursor = evaluate(None, experimenter, metric_hub, TODAY - dt.timedelta(days=1), ORDER,
-                          done_day_before(records)).cursor  # the state of the day before
-        running = DagsterRun(job_name="analysis", run_id=str(uuid.uuid4()), status=DagsterRunStatus.STARTED,
-                             tags=batch_tags(["demo-custom"], [YESTERDAY], reason="a rerun"))
-        instance.add_run(running)
-        with dg.build_sensor_context(instance=instance, cursor=json.dumps(cursor), resources=resources) as context:
-            result = experimenter_sensor(context)
-        requested = {s for r in result.run_requests if r.job_name == "analysis" for s in run_experiments(r.tags)}
-        assert "demo-custom" not in requested and {"demo-live", "demo-enrolling"} <= requested
+    instance.add_dynamic_partitions(EXPERIMENTS.name, ORDER)
+    cursor = evaluate(None, experimenter, metric_hub, TODAY - dt.timedelta(days=1), ORDER,
+                      done_day_before(records)).cursor  # the state of the day before
+    running = DagsterRun(job_name="analysis", run_id=str(uuid.uuid4()), status=DagsterRunStatus.STARTED,
+                         tags=batch_tags(["demo-custom"], [YESTERDAY], reason="a rerun"))
+    instance.add_run(running)
+    with dg.build_sensor_context(instance=instance, cursor=json.dumps(cursor), resources=resources) as context:
+        result = experimenter_sensor(context)
+    requested = {s for r in result.run_requests if r.job_name == "analysis" for s in run_experiments(r.tags)}
+    assert "demo-custom" not in requested and {"demo-live", "demo-enrolling"} <= requested
 
-        instance.report_run_failed(running)  # once it is over, the next tick catches demo-custom up
-        with dg.build_sensor_context(instance=instance, cursor=result.cursor, resources=resources) as context:
-            result = experimenter_sensor(context)
-        requested = {s for r in result.run_requests if r.job_name == "analysis" for s in run_experiments(r.tags)}
-        assert requested == {"demo-custom"}
+    instance.report_run_failed(running)  # once it is over, the next tick catches demo-custom up
+    with dg.build_sensor_context(instance=instance, cursor=result.cursor, resources=resources) as context:
+        result = experimenter_sensor(context)
+    requested = {s for r in result.run_requests if r.job_name == "analysis" for s in run_experiments(r.tags)}
+    assert requested == {"demo-custom"}

@@ -24,7 +24,8 @@ Left out of the batch, each in a run of its own:
   known to fail, and a failing cell fails its step, which would skip the later steps of the whole batch.
 A cell that fails in a batch fails its step, and Dagster then skips the later steps of the whole run: the
 cursor remembers each batch, and once a batch run has failed the next tick runs again what it left undone,
-the experiments whose cells failed each alone, the others together in a new batch (a batch that failed
+the experiments whose cells failed each alone, the others (no-op ones included: the failed run shows
+their cells failed too) together in a new batch (a batch that failed
 without naming its cells is tried once more whole, then each experiment alone). An experiment with a run
 queued or in progress (a rerun, a CLI or UI run) is left out of this tick and its dates are caught up by
 the next one. Every run holds the locks of its experiments while it works
@@ -258,7 +259,8 @@ def evaluate(
             attempt = max((attempts.get(s, -1) for s in due), default=-1) + 1
             key += f":{attempt}" if attempt else ""
             cursor.setdefault("batches", {})[f"experimenter:batch:{first}:{last}:{key}"] = {
-                "dates": [first.isoformat(), last.isoformat()], "due": due, "attempt": attempt, "on": today.isoformat()}
+                "dates": [first.isoformat(), last.isoformat()], "experiments": segment, "attempt": attempt,
+                "on": today.isoformat()}
             tick.run_requests.append(
                 dg.RunRequest(
                     run_key=f"experimenter:batch:{first}:{last}:{key}",
@@ -328,7 +330,7 @@ def failed_batch_retries(instance: dg.DagsterInstance, cursor: dict, today: dt.d
         first, last = (dt.date.fromisoformat(d) for d in batch["dates"])
         dates = [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
         culprits = failed_cells_of(instance, run.run_id)
-        for slug in batch["due"]:
+        for slug in batch["experiments"]:  # the no-op ones too: a failed run shows their cells failed
             if all(f"{d}|{slug}" in done for d in dates):
                 continue
             alone = slug in culprits if culprits is not None else batch.get("attempt", 0) > 0
