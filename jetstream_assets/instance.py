@@ -85,6 +85,7 @@ run_monitoring:  # a killed run turns FAILURE within {seconds} s and frees its e
   cancel_timeout_seconds: {max(180, 4 * seconds)}
   max_resume_run_attempts: 0
   max_runtime_seconds: 21600   # a run stuck for 6 hours is failed
+  free_slots_after_run_end_seconds: {seconds}   # experiment locks of a run that ended without freeing them
 telemetry:
   enabled: false
 {event_log}"""

@@ -52,6 +52,22 @@ def materialized(world, slug: str) -> set[str]:
     return {s for s in STEPS if key in {str(k) for k in world.instance.get_materialized_partitions(dg.AssetKey(s))}}
 
 
+def ui_status(world, step: str, slug: str) -> str:
+    """What the asset's Partitions tab shows for the cell (DAY, slug): Dagster's partition status cache."""
+    from dagster._core.definitions.partitions.context import partition_loading_context
+    from dagster._core.storage.partition_status_cache import get_and_update_asset_status_cache_value
+
+    from jetstream_assets.partitions import ANALYSIS_PARTITIONS
+
+    cache = get_and_update_asset_status_cache_value(world.instance, dg.AssetKey(step), ANALYSIS_PARTITIONS)
+    key = f"{DAY}|{slug}"
+    with partition_loading_context(dynamic_partitions_store=world.instance):
+        if key in {str(k) for k in cache.deserialize_failed_partition_subsets(ANALYSIS_PARTITIONS).get_partition_keys()}:
+            return "failed"
+        materialized = cache.deserialize_materialized_partition_subsets(ANALYSIS_PARTITIONS).get_partition_keys()
+    return "materialized" if key in {str(k) for k in materialized} else "missing"
+
+
 def test_a_failing_experiment_fails_alone_and_the_rest_of_its_batch_is_finished_next_tick(world, monkeypatch):
     real = enrollments_module.compute_enrollments
 
@@ -75,6 +91,9 @@ def test_a_failing_experiment_fails_alone_and_the_rest_of_its_batch_is_finished_
     assert "demo-custom" in str(result.get_step_failure_events()[0].step_failure_data.user_failure_data.metadata)
     # Dagster skipped the later steps of the whole run: the others are not finished yet
     assert "metadata_export" not in materialized(world, "demo-live")
+    assert ui_status(world, "enrollments", "demo-custom") == "failed"
+    assert ui_status(world, "enrollments", "demo-live") == "materialized"
+    assert ui_status(world, "statistics", "demo-live") == "failed"  # not done yet, until the next tick
 
     requests, cursor = tick(world, cursor)
     by_experiments = {frozenset(run_experiments(r.tags)): r for r in requests}
@@ -93,6 +112,8 @@ def test_a_failing_experiment_fails_alone_and_the_rest_of_its_batch_is_finished_
     metadata = record.asset_materialization.metadata
     assert metadata["status"].value == "no-op" and "ended" in metadata["reason"].value
     assert materialized(world, "demo-custom") == {"analysis_plan"}
+    assert [ui_status(world, s, "demo-custom") for s in STEPS[1:]] == ["failed"] * 5
+    assert {ui_status(world, s, slug) for s in STEPS for slug in ("demo-live", "demo-complete")} == {"materialized"}
 
     # its lone run is not retried again and again: the next tick has nothing to do for that day
     assert tick(world, cursor)[0] == []
