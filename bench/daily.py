@@ -21,7 +21,10 @@ telemetry, generated with them) are analysed on one date on which their day and 
 Overhead per experiment-day = (wall time - compute) / N. Rows read from each telemetry table by the
 per-date run are printed against one scan of the days it needs.
 
-    .venv/bin/python bench/daily.py [--experiments 100] [--clients 20000] [--modes compute sensor experiment date]
+With --ended K, K experiments that ended before the date sit between the live ones in the experiment
+dimension: the sensor's batch carries them as no-op cells, and their cost counts as overhead.
+
+    .venv/bin/python bench/daily.py [--experiments 100] [--clients 20000] [--ended 0] [--modes compute sensor experiment date]
 """
 
 from __future__ import annotations
@@ -43,11 +46,14 @@ sys.path.insert(0, str(ROOT / "bench"))
 TODAY = dt.date(2026, 11, 24)
 
 
-def records(n: int) -> list[dict]:
+def records(n: int, ended: int = 0) -> list[dict]:
+    """n live experiments, and `ended` experiments that ended before the analysis date spread between them
+    (in Experimenter's order, so in the experiment dimension's order too)."""
     from jetstream_assets.demo.experiments import demo_experiments
 
     template = next(e for e in demo_experiments(TODAY) if e["slug"] == "demo-live")
     out = []
+    every = n // ended if ended else 0
     for i in range(n):
         slug = f"daily-{i:03d}"
         record = json.loads(json.dumps(template))
@@ -55,24 +61,31 @@ def records(n: int) -> list[dict]:
         record["bucketConfig"].update(count=max(1, 10000 // n), start=(i * 10000 // n) % 10000,
                                       namespace=f"firefox-desktop-{slug}-release-1")
         out.append(record)
+        if every and i % every == 0 and i // every < ended:
+            old = json.loads(json.dumps(record))
+            slug = f"ended-{i // every:03d}"
+            old.update(slug=slug, id=slug, startDate="2026-10-01", enrollmentEndDate="2026-10-07",
+                       endDate="2026-11-01", isEnrollmentPaused=True)
+            old["bucketConfig"]["namespace"] = f"firefox-desktop-{slug}-release-1"
+            out.append(old)
     return out
 
 
-def setup(home: Path, n: int, clients: int) -> tuple[list[str], dt.date]:
+def setup(home: Path, n: int, clients: int, ended: int = 0) -> tuple[list[str], dt.date]:
     from jetstream_assets.planner import Planner
     from jetstream_assets.assets.enrollments import compute_enrollments
     from jetstream_assets.demo.config_repo import create_config_repo
     from jetstream_assets.demo.telemetry import generate_telemetry
     from jetstream_assets.resources import build_resources, experimenter_file, metric_hub_dir
 
-    experiments = records(n)
+    experiments = records(n, ended)
     experimenter_file(home).parent.mkdir(parents=True, exist_ok=True)
     experimenter_file(home).write_text(json.dumps(experiments))
     create_config_repo(metric_hub_dir(home))
     generate_telemetry(home / "warehouse", clients=clients, today=TODAY, experiments=experiments)
     resources = build_resources(home)
     planner = Planner(resources["experimenter"], resources["metric_hub"], TODAY)
-    slugs = [e["slug"] for e in experiments]
+    slugs = [e["slug"] for e in experiments if e["slug"].startswith("daily-")]
     first = planner.plan(slugs[0], TODAY)
     week1 = first.last_enrollment_date + dt.timedelta(days=6)
     for slug in slugs:  # enrollments, as computed on the last enrollment date
@@ -270,6 +283,9 @@ def main(argv=None) -> int:
     parser.add_argument("--clients", type=int, default=20_000)
     parser.add_argument("--modes", nargs="+", default=["compute", "sensor", "date", "experiment"],
                         choices=["compute", "sensor", "experiment", "date"])
+    parser.add_argument("--ended", type=int, default=0,
+                        help="experiments that ended before the date, spread between the live ones: no-op cells of the "
+                             "sensor's batch (their cost counts as overhead)")
     parser.add_argument("--keep", type=Path)
     args = parser.parse_args(argv)
     os.environ["JETSTREAM_TODAY"] = TODAY.isoformat()
@@ -279,8 +295,8 @@ def main(argv=None) -> int:
     os.environ["JETSTREAM_HOME"] = str(home)
     try:
         started = time.perf_counter()
-        slugs, date = setup(home, args.experiments, args.clients)
-        print(f"{len(slugs)} experiments over {args.clients:,} clients, enrollments done, in "
+        slugs, date = setup(home, args.experiments, args.clients, args.ended)
+        print(f"{len(slugs)} experiments (and {args.ended} ended ones between them) over {args.clients:,} clients, enrollments done, in "
               f"{time.perf_counter() - started:.0f}s; analysis date {date} (day and week-1 windows close)",
               flush=True)
         os.environ["JETSTREAM_TODAY"] = analysis_today(date).isoformat()
