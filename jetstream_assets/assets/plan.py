@@ -23,7 +23,7 @@ from collections.abc import Collection
 import dagster as dg
 
 from jetstream_assets.planner import Cell, NoOp, Planner
-from jetstream_assets.assets.cells import StepResources, analysis_asset, today
+from jetstream_assets.assets.cells import ANALYSIS_ORDER, StepResources, analysis_asset, today
 from jetstream_assets.assets.common import code_version
 from jetstream_assets.config.fingerprint import PRESENTATION_FIELDS, canonical, digest
 from jetstream_assets.partitions import parse_key
@@ -32,7 +32,7 @@ from jetstream_assets.stale_outputs import is_full_rerun, purge_stale
 
 logger = logging.getLogger("jetstream_assets")
 
-ANALYSIS_STEPS = ("enrollments", "metrics", "statistics", "statistics_export", "metadata_export")
+ANALYSIS_STEPS = ANALYSIS_ORDER[1:]  # the steps after the plan
 
 # run id -> the run's planner. Steps of one run share a process (in-process executor); a few recent runs
 # are kept (tests and the CLI run several runs in one process).
