@@ -56,10 +56,12 @@ def test_the_instance_stores_events_through_a_few_kept_connections(run):
     stored = len(instance.event_log_storage.get_records_for_run(summary.run_id).records)
     assert stored > 50
     # Dagster's storage opens a connection per event (two for an asset event): ~100 here. This one opens a
-    # connection per database, and one or two more while it creates or checks the database's tables.
+    # connection per database, and a few more while it creates or checks the database's tables (the index
+    # also holds the experiment locks' concurrency tables, checked once each).
     event_log = {path: n for path, n in connections.items() if "/history/runs/" in path}
     assert {p.rsplit("/", 1)[-1] for p in event_log} == {"index.db", f"{summary.run_id}.db"}
-    assert max(event_log.values()) <= 3, event_log
+    assert max(event_log.values()) <= 5, event_log
+    assert sum(event_log.values()) * 10 < stored, (event_log, stored)
 
 
 def test_every_cell_keeps_its_materialization_and_checks_readable_by_dagsters_own_storage(run):
