@@ -9,7 +9,6 @@ from .errors import ConfigError
 from .metric_hub import (
     ConfigFileError,
     LoadedConfigs,
-    MetricHub,
     MetricHubError,
     load_metric_hub,
 )
@@ -36,3 +35,12 @@ __all__ = [
     "resolve_config",
     "statistic_names",
 ]
+
+
+def __getattr__(name: str):
+    """`MetricHub`, the Dagster resource, imported on first use (see `metric_hub.__getattr__`)."""
+    if name == "MetricHub":
+        from .metric_hub_resource import MetricHub
+
+        return MetricHub
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

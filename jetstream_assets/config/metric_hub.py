@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import dagster as dg
 import tomli
 from metric_config_parser.analysis import AnalysisSpec
 from metric_config_parser.config import (
@@ -44,7 +43,6 @@ from metric_config_parser.definition import DefinitionSpec
 from metric_config_parser.function import FunctionsSpec
 from metric_config_parser.outcome import OutcomeSpec
 from jinja2.exceptions import SecurityError
-from pydantic import Field
 
 from .limits import MAX_FILE_BYTES, shape_problem
 from .sandbox import check_function_definition
@@ -626,78 +624,11 @@ def load_metric_hub(path: str | Path, ref: str | None = None, remote: str | None
     return loaded
 
 
-class MetricHub(dg.ConfigurableResource):
-    """The metric-hub configuration repository (a local folder or a git checkout of a remote)."""
+def __getattr__(name: str):
+    """`MetricHub` (the Dagster resource) is defined in `metric_hub_resource`, imported on first use:
+    `validate-config` reads metric-hub files without Dagster, whose import costs a second."""
+    if name == "MetricHub":
+        from .metric_hub_resource import MetricHub
 
-    path: str = Field(description="Local metric-hub checkout or folder (the clone target with url).")
-    url: str | None = Field(
-        default=None, description="Git remote; cloned into `path` when missing, fetched by refresh()."
-    )
-    ref: str | None = Field(
-        default=None, description="Branch, tag or commit to read; default the checkout's HEAD."
-    )
-
-    def _root(self) -> Path:
-        return Path(self.path).expanduser()
-
-    def _clone(self) -> None:
-        root = self._root()
-        root.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}-clone-"))
-        try:
-            _git(["clone", "--quiet", str(self.url), str(tmp)])
-            try:
-                tmp.rename(root)
-            except OSError:  # cloned concurrently by another process
-                pass
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-
-    def load(self) -> LoadedConfigs:
-        """Parsed configs of the current commit; cheap to call repeatedly (cached in-process)."""
-        if self.url and not self._root().exists():
-            self._clone()
-        return load_metric_hub(self._root(), self.ref, remote="origin" if self.url else None)
-
-    def commit(self) -> str | None:
-        """Commit `load()` would read, without parsing anything (for sensors)."""
-        root = self._root()
-        if not root.exists() or _git_toplevel(root) is None:
-            return None
-        if self.ref:
-            for rev in ([f"origin/{self.ref}"] if self.url else []) + [self.ref]:
-                if sha := _git_rev(root, rev):
-                    return sha
-            return None
-        return _git_rev(root, "HEAD")
-
-    def commits_since(self, old: str) -> list[str] | None:
-        """Commits after `old` up to the current one, oldest first (first parents: merges count once);
-        None when `old` is not an ancestor any more (history rewritten) or is gone."""
-        root = self._root()
-        head = self.commit()
-        if head is None or _git_rev(root, old) is None:
-            return None
-        if subprocess.run(["git", "merge-base", "--is-ancestor", old, head], cwd=root).returncode != 0:
-            return None
-        out = _git(["rev-list", "--reverse", "--first-parent", f"{old}..{head}"], cwd=root)
-        return [line for line in out.splitlines() if line]
-
-    def load_at(self, commit: str) -> LoadedConfigs:
-        """Parsed configs of an older commit (read from a snapshot; the checkout is left alone)."""
-        return load_metric_hub(self._root(), commit)
-
-    def refresh(self) -> str | None:
-        """Clone or fetch + fast-forward from `url`; returns the commit now loaded."""
-        root = self._root()
-        if self.url:
-            if not root.exists():
-                self._clone()
-            else:
-                _git(["fetch", "--quiet", "--prune", "origin"], cwd=root)
-                upstream = _git(
-                    ["rev-parse", "--abbrev-ref", "--symbolic-full-name", "@{u}"], cwd=root, check=False
-                )
-                if upstream:
-                    _git(["merge", "--ff-only", "--quiet", upstream], cwd=root)
-        return self.commit()
+        return MetricHub
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

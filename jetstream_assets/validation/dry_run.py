@@ -15,9 +15,9 @@ from mozilla_nimbus_schemas.jetstream import AnalysisBasis
 from jetstream_assets.config.limits import check_deadline
 from jetstream_assets.sql.queries import enrollments_sql, mozanalysis_experiment, to_data_source
 from jetstream_assets.validation.report import LOCAL_FUNCTION, MISSING_TABLE, SQL, Problem
-from jetstream_assets.validation.sql import Query, metrics_query
+from jetstream_assets.validation.sql import Query, data_source_queries, metrics_query
 from jetstream_assets.validation.targets import Target, locate, own_line
-from jetstream_assets.warehouse.base import WarehouseError
+from jetstream_assets.warehouse.errors import WarehouseError
 
 _MISSING_TABLE = re.compile(r"does not exist in the local warehouse|Not found: Table", re.I)
 _MISSING_FUNCTION = re.compile(r"(?:Scalar |Table )?Function with name (\w+) does not exist", re.I)
@@ -70,12 +70,16 @@ class DryRuns:
 
 
 def dry_run_target(target: Target, dry_run: DryRuns) -> None:
-    for query in target.queries:
+    queries = list(target.queries)
+    while queries:
+        query = queries.pop(0)
         target.report.dry_runs += 1
         error = dry_run(query.sql)
         if error is None:
             continue
-        if query.label == "enrollments":
+        if query.parts:  # a bundle of data sources: each on its own says which one fails
+            queries[:0] = data_source_queries(target, query.basis, dict(query.parts))
+        elif query.label == "enrollments":
             target.report.problems += _isolate_enrollments(target, dry_run, error)
         else:
             target.report.problems += _isolate_metrics(target, dry_run, query, error)

@@ -119,6 +119,8 @@ class Query:
     data_source: str | None = None
     names: tuple[str, ...] = ()
     period: AnalysisPeriod | None = None
+    #: a bundle of data sources: (data source, its metric names), queried one by one when the bundle fails
+    parts: tuple[tuple[str, list[str]], ...] = ()
 
 
 #: the experiment slug written into validation SQL: queries then only differ where configs differ, so the
@@ -126,12 +128,21 @@ class Query:
 STAND_IN_SLUG = "validation-experiment"
 
 
+#: the sample size written into validation SQL when the config sets a whole number (`sample_id < n`
+#: compiles the same for every n), so configs that differ only in it share their enrollments query
+STAND_IN_SAMPLE_SIZE = 100
+
+
 def _stand_in_slug(resolved: ResolvedConfig) -> ResolvedConfig:
+    """The config with the experiment's own slug and sample size replaced by stand-ins (a sample size that
+    is not a whole number is kept: its SQL may not compile)."""
     conf = resolved.config.experiment
     experiment = attr.evolve(conf.experiment, normandy_slug=STAND_IN_SLUG)
-    return dataclasses.replace(
-        resolved, config=attr.evolve(resolved.config, experiment=attr.evolve(conf, experiment=experiment))
-    )
+    size = conf.sample_size
+    if isinstance(size, int) and not isinstance(size, bool) and size:
+        size = STAND_IN_SAMPLE_SIZE
+    stand_in = attr.evolve(conf, experiment=experiment, sample_size=size)
+    return dataclasses.replace(resolved, config=attr.evolve(resolved.config, experiment=stand_in))
 
 
 def data_source_groups(
@@ -202,18 +213,43 @@ def build_queries(target: Target, today: dt.date, *, own_dates: bool = True) -> 
             first = next(iter(groups.items()), None)
             groups = kept or dict([first] if first else [])
         checked |= {n for names in groups.values() for n in names}
-        for (data_source, _), names in groups.items():
-            try:
-                sql = metrics_query(resolved, target.limits, basis, names)
-            except Exception as e:  # noqa: BLE001 - e.g. a template mozanalysis cannot render
-                target.report.problems.append(Problem(
-                    target.display, "metrics",
-                    f"the {basis.value} metrics query of data source {data_source!r} cannot be built: {e}", CONFIG,
-                ))
-                continue
-            if sql is not None:
-                target.queries.append(Query(f"metrics/{basis.value}/{data_source}", sql, basis, data_source,
-                                            tuple(names)))
+        for shared_flag in (True, False):
+            bundle = {ds: names for (ds, flag), names in groups.items() if flag == shared_flag}
+            target.queries += bundled_queries(target, basis, bundle)
+
+
+def bundled_queries(target: Target, basis: AnalysisBasis, groups: dict[str, list[str]]) -> list[Query]:
+    """One metrics query holding every data source of `groups` (as Jetstream's own query does): most
+    configs compile, and one query costs a fraction of one per data source. It keeps the groups as
+    `parts`; a failing bundle is split into them (`data_source_queries`) so blame stays exact."""
+    if len(groups) <= 1:
+        return data_source_queries(target, basis, groups)
+    names = [n for group in groups.values() for n in group]
+    try:
+        sql = metrics_query(target.resolved, target.limits, basis, names)
+    except Exception:  # noqa: BLE001 - one query per data source reports which one cannot be built
+        return data_source_queries(target, basis, groups)
+    if sql is None:
+        return []
+    return [Query(f"metrics/{basis.value}/" + "+".join(groups), sql, basis, None, tuple(names),
+                  parts=tuple(groups.items()))]
+
+
+def data_source_queries(target: Target, basis: AnalysisBasis, groups: dict[str, list[str]]) -> list[Query]:
+    """One metrics query per data source of `groups`; one that cannot be built is a problem."""
+    out = []
+    for data_source, names in groups.items():
+        try:
+            sql = metrics_query(target.resolved, target.limits, basis, names)
+        except Exception as e:  # noqa: BLE001 - e.g. a template mozanalysis cannot render
+            target.report.problems.append(Problem(
+                target.display, "metrics",
+                f"the {basis.value} metrics query of data source {data_source!r} cannot be built: {e}", CONFIG,
+            ))
+            continue
+        if sql is not None:
+            out.append(Query(f"metrics/{basis.value}/{data_source}", sql, basis, data_source, tuple(names)))
+    return out
 
 
 # ----------------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from jetstream_assets.config.limits import DRY_RUN_SECONDS, interrupt_after
 from jetstream_assets.sql.mozfun import HIST_TYPE, macro_statements
 from jetstream_assets.sql.transpile import TranspileError, parse_bigquery, trees_to_duckdb
 from jetstream_assets.validation.synthetic_schemas import Column, tree_schemas
-from jetstream_assets.warehouse.base import WarehouseError
+from jetstream_assets.warehouse.errors import WarehouseError
 
 #: a table the SQL reads without naming any column still needs columns to exist
 _PLACEHOLDER = [pa.field("client_id", pa.string()), pa.field("submission_date", pa.date32())]

@@ -20,6 +20,7 @@ import gc
 import threading
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from jetstream_assets.config.limits import FILE_DRY_RUN_SECONDS, LimitExceeded, deadline
 from jetstream_assets.config.resolve import PLATFORMS
@@ -34,8 +35,9 @@ from jetstream_assets.validation.resolution import (
 from jetstream_assets.validation.sql import build_queries
 from jetstream_assets.validation.synthetic_engine import SyntheticEngine
 from jetstream_assets.validation.targets import prepare_target
-from jetstream_assets.warehouse.base import Warehouse
 
+if TYPE_CHECKING:
+    from jetstream_assets.warehouse.base import Warehouse
 
 _GC_LOCK = threading.Lock()
 #: calls inside `_frozen_heap` now: the first one in sets the collector up, the last one out restores it

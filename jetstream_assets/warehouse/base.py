@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import dagster as dg
 import pandas as pd
 
+from jetstream_assets.warehouse.errors import WarehouseError  # noqa: F401 - re-exported
+
 
 @dataclass(frozen=True)
 class QueryResult:
@@ -29,10 +31,6 @@ class QueryResult:
     bytes_processed: int
     seconds: float
     cost_usd: float = 0.0
-
-
-class WarehouseError(RuntimeError):
-    """A query or table operation failed; the message names the table and the engine's reason."""
 
 
 # Told about every successful `run_query` of the current context (thread / task): monitoring sets it
