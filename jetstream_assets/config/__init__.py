@@ -1,9 +1,10 @@
 """metric-hub loading and per-experiment analysis configuration."""
 
-from . import glob_cache, sandbox
+from . import glob_cache, render_cache, sandbox
 
 sandbox.install()  # before anything renders a metric-hub template: metric-config-parser renders sandboxed
 glob_cache.install()  # metric-config-parser's spec merges translate each glob once
+render_cache.install()  # a metric's select_expression renders once per call, not once per experiment
 
 from .errors import ConfigError
 from .metric_hub import (
