@@ -10,7 +10,6 @@ signal cannot be built) raise.
 
 from __future__ import annotations
 
-import copy
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -32,7 +31,7 @@ from .errors import ConfigError
 from .field_lines import key_line_of, line_of
 from .metric_hub import ConfigFileError, LoadedConfigs
 from .own_config_pass import own_config_alone
-from .scoped import scoped_collection
+from .scoped import private_copy, scoped_collection
 from .sql_checks import refuse_unsafe_sql
 
 
@@ -186,7 +185,7 @@ class _Resolver:
         for config in self.loaded.configs.configs:
             if config.slug == self.slug and isinstance(config.spec, AnalysisSpec):
                 self.used_files.add(self.own_file)
-                return copy.deepcopy(config.spec)
+                return private_copy(config.spec)
         return None
 
     def shared_file_errors(self) -> None:
@@ -431,7 +430,7 @@ def resolve_config(experiment: Experiment, loaded: LoadedConfigs, *, as_validate
 
 def _resolve(r: _Resolver, experiment: Experiment, loaded: LoadedConfigs, as_validate: bool) -> ResolvedConfig:
     own = r.own_spec()
-    pristine = copy.deepcopy(own) if as_validate and own is not None else None
+    pristine = private_copy(own) if as_validate and own is not None else None
     r.shared_file_errors()
     configs = scoped_collection(loaded, experiment, own_config=own is None)  # `own` is resolved below
     spec = _defaults_for(experiment, configs)

@@ -57,3 +57,12 @@ def _platform_copy(src: ConfigCollection, app: str, platforms: frozenset) -> tup
         _PRISTINE[key] = cached = (src, blob)
     blob = cached[1]
     return copy.deepcopy(parts()) if blob is None else pickle.loads(blob)
+
+
+def private_copy(obj):
+    """A deep copy of `obj` (a spec metric-config-parser will mutate), by pickling: several times faster
+    than `copy.deepcopy` on specs; deep-copied when something in it does not pickle."""
+    try:
+        return pickle.loads(pickle.dumps(obj, pickle.HIGHEST_PROTOCOL))
+    except Exception:  # noqa: BLE001 - e.g. a callable that does not pickle
+        return copy.deepcopy(obj)
