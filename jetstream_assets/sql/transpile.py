@@ -24,8 +24,12 @@ from jetstream_assets.sql.mozfun import ALIASES
 # mozdata.udf.get_key(...), `moz-fx-data-shared-prod.udf.x`(...)
 _PROJECT = r"`?(?:(?:moz-fx-data-shared-prod|mozdata)`?\.`?)?"
 _UDF_CALL = re.compile(
-    _PROJECT + r"\b(mozfun)\.(\w+)\.(\w+)`?(?=\s*\()"
-    r"|" + _PROJECT + r"\b(udf|udf_js)\.(\w+)`?(?=\s*\()",
+    # every match starts with a backtick, `m` or `u`: the lookahead rejects any other position at once
+    # (without it the optional prefixes are tried at every character: a tenth of a dry run's parse)
+    r"(?=[`mu])(?:"
+    + _PROJECT + r"\b(mozfun)\.(\w+)\.(\w+)`?(?=\s*\()"
+    r"|" + _PROJECT + r"\b(udf|udf_js)\.(\w+)`?(?=\s*\()"
+    r")",
     re.IGNORECASE,
 )
 
