@@ -1,7 +1,7 @@
 """validate-config does each piece of work once: a config's metrics are one query (split per data source only
 when it fails, so blame stays on the metric), configs differing only in their sample size share their
 enrollments query, a metric's select_expression renders once per call however many experiments use it,
-and importing validation needs no Dagster."""
+and importing validation needs neither Dagster nor scipy.stats."""
 
 import subprocess
 import sys
@@ -175,9 +175,10 @@ def test_a_failing_render_is_not_memoised():
     assert not render_cache._CACHE
 
 
-def test_validation_imports_no_dagster():
-    out = subprocess.run(
-        [sys.executable, "-c", "import sys, jetstream_assets.validation; print('dagster' in sys.modules)"],
-        capture_output=True, text=True, check=True,
-    )
-    assert out.stdout.strip() == "False"
+def test_validation_imports_neither_dagster_nor_scipy_stats():
+    """validate-config reads metric-hub files and checks statistic parameters: Dagster (the resources) and
+    scipy.stats (the estimators) are imported only by what runs analyses."""
+    code = ("import sys, jetstream_assets.validation, jetstream_assets.statistics; "
+            "print(sorted(m for m in ('dagster', 'scipy.stats') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -15,10 +15,22 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats as st
 
 from . import resampling
 from .results import Row, StatisticError
+
+
+class _LazyScipyStats:
+    """`scipy.stats`, imported on first use: validate-config imports the statistics for their parameter
+    schemas only, and importing scipy.stats costs it half a second."""
+
+    def __getattr__(self, name: str) -> Any:
+        from scipy import stats
+
+        return getattr(stats, name)
+
+
+st = _LazyScipyStats()
 
 DECILES = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
 
