@@ -9,6 +9,7 @@ renders through the sandbox are (`sandbox.installed()`), so the library as it sh
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections import OrderedDict
 from typing import Any
@@ -43,9 +44,14 @@ def _key(param_definitions: dict, template: Any, configs: Any) -> tuple | None:
     return template, params, id(configs.functions)
 
 
+def _sandboxed() -> bool:
+    """Whether the library's collections render through the sandbox (`ConfigCollection.get_env`)."""
+    return getattr(sys.modules.get("metric_config_parser.config"), "jinja2", None) is sandbox._PROXY
+
+
 def generate_select_expression(param_definitions: dict, select_expr_template: Any, configs: Any) -> str:
     """`MetricDefinition.generate_select_expression`, memoised (see the module docstring)."""
-    key = _key(param_definitions, select_expr_template, configs) if sandbox.installed() else None
+    key = _key(param_definitions, select_expr_template, configs) if _sandboxed() else None
     if key is not None:
         with _LOCK:
             hit = _CACHE.get(key)
