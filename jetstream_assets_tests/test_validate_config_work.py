@@ -57,6 +57,15 @@ FILES = {
         data_source = "clients_daily"
         [metrics.uris.statistics.bootstrap_mean]
     """,
+    # an outcome no config below uses, redefining a default metric
+    "jetstream/outcomes/firefox_desktop/unused.toml": """
+        friendly_name = "Unused"
+        description = "An outcome no config here uses"
+        [metrics.active_hours]
+        select_expression = "SUM(active_hours_sum)"
+        data_source = "clients_daily"
+        [metrics.active_hours.statistics.bootstrap_mean]
+    """,
     "jetstream/sampled-ten.toml": """
         [experiment]
         sample_size = 10
@@ -98,6 +107,12 @@ def test_own_metrics_of_several_data_sources_compile_as_one_query(hub, compiled)
     assert report.valid, [str(p) for p in report.problems]
     own = [sql for sql in compiled if "search_count" in sql or "uri_count" in sql]
     assert len(own) == 1 and "search_count" in own[0] and "uri_count" in own[0]
+
+
+def test_default_metrics_stay_one_query_for_every_config_when_an_unused_outcome_redefines_one(hub, compiled):
+    reports = _validate(hub, "two-sources", "sampled-ten")
+    assert all(r.valid for r in reports.values())
+    assert len([sql for sql in compiled if "active_hours_sum" in sql]) == 1  # compiled once for both
 
 
 def test_a_failing_bundle_is_split_and_blamed_on_the_metric(hub, compiled):

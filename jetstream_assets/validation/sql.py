@@ -167,15 +167,18 @@ def data_source_groups(
 
 
 def _shared_metrics(target: Target) -> frozenset[str]:
-    """Metrics of the platform defaults that the validated file and outcomes do not (re)define."""
+    """Metrics of the platform defaults that the validated file and the outcomes it uses do not (re)define
+    (an outcome it does not use changes nothing: its metrics stay shared)."""
     loaded = target.loaded
-    if loaded is None or target.platform is None or target.kind != "experiment":
+    if loaded is None or target.platform is None or target.kind != "experiment" or target.resolved is None:
         return frozenset()
     defaults = loaded.raw.get(loaded.defaults_path(target.platform)) or {}
     listed = {m for v in (defaults.get("metrics") or {}).values() if isinstance(v, list) for m in v}
     own = (loaded.raw.get(target.rel or "") or {}).get("metrics") or {}
-    outcomes = {m for rel, raw in loaded.raw.items() if "/outcomes/" in f"/{rel}"
-                for m in (raw or {}).get("metrics") or {}}
+    conf = target.resolved.config.experiment
+    used = [*(conf.experiment.outcomes or []), *(conf.experiment_spec.outcomes or [])]
+    outcomes = {m for slug in used if isinstance(slug, str)
+                for m in (loaded.raw.get(loaded.outcome_path(slug, target.platform)) or {}).get("metrics") or {}}
     return frozenset(listed - set(own) - outcomes)
 
 
