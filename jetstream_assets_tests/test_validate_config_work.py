@@ -17,7 +17,7 @@ from jetstream_assets_tests.worlds import write_hub
 
 DEFINITIONS = """
     [metrics.active_hours]
-    select_expression = "SUM(active_hours_sum)"
+    select_expression = "SUM({{ 'active_hours_sum' }})"
     data_source = "clients_daily"
     [metrics.active_hours.statistics.bootstrap_mean]
 
@@ -145,7 +145,7 @@ def test_a_select_expression_renders_once_for_every_experiment_using_it(hub, mon
     render_cache._CACHE.clear()
     reports = _validate(hub, "two-sources", "sampled-ten", "sampled-twenty")
     assert all(r.valid for r in reports.values())
-    assert renders.count("SUM(active_hours_sum)") == 1  # the defaults' metric, in three experiments
+    assert renders.count("SUM({{ 'active_hours_sum' }})") == 1  # the defaults' metric, in three experiments
 
 
 def test_renders_of_other_parameters_or_functions_are_not_shared(monkeypatch):
@@ -172,6 +172,20 @@ def test_renders_of_other_parameters_or_functions_are_not_shared(monkeypatch):
     assert render(params("7"), template, first) == "7 < f1(x)"
     assert render(params("5"), template, second) == "5 < f2(x)"
     assert render(params("5"), template, first) == "5 < f1(x)"
+
+
+@pytest.mark.parametrize("text", [
+    "SUM(x)", "SUM(x)\n", "SUM(x)\n\n", "a\r\nb\rc\n", "", "\n", "  COUNT(*)  ", "a\n\r\n",
+    "IF(a, 'x#y', \"%s\") -- #}", "-- comment\nSUM(y)\r\n", "x\r", "tab\there\n \n",
+])
+def test_plain_text_renders_as_jinja_renders_it_without_a_template(text):
+    import jinja2
+
+    from jetstream_assets.config.sandbox import BoundedSandbox
+
+    env = BoundedSandbox(autoescape=False, undefined=jinja2.StrictUndefined)
+    assert render_cache._plain(text) == env.from_string(text).render()
+    assert render_cache._plain("SUM({{ x }})") is None
 
 
 def test_a_failing_render_is_not_memoised():

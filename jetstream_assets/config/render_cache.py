@@ -3,12 +3,14 @@ platform defaults' metrics render again for every experiment (thousands of rende
 call, each in a new Jinja environment), though the text comes out the same. `install()` memoises
 `MetricDefinition.generate_select_expression`: a pure function of the template's text, the parameter
 values it reads and the metric-hub functions of the collection (the only globals a template sees besides
-the sandbox's own). A render that fails is never memoised (it fails, and is bounded, every time); only
+the sandbox's own); a template without any `{` is plain text, returned as Jinja would render it without
+compiling it (`_plain`). A render that fails is never memoised (it fails, and is bounded, every time); only
 renders through the sandbox are (`sandbox.installed()`), so the library as it ships is left as it is.
 """
 
 from __future__ import annotations
 
+import re
 import sys
 import threading
 from collections import OrderedDict
@@ -49,9 +51,32 @@ def _sandboxed() -> bool:
     return getattr(sys.modules.get("metric_config_parser.config"), "jinja2", None) is sandbox._PROXY
 
 
+#: Jinja's line breaks (`jinja2.lexer.newline_re`)
+_NEWLINES = re.compile(r"\r\n|\r|\n")
+#: plain text longer than this still goes through Jinja (and its bounds)
+_PLAIN_MAX = 100_000
+
+
+def _plain(template: str) -> str | None:
+    """What Jinja renders for a template without any `{` (no expression, statement or comment): the text,
+    line breaks normalised to `\\n` and one trailing line break dropped (as `jinja2.lexer` does with the
+    library's settings: no line statements, `keep_trailing_newline` off); None for any other template.
+    Most select expressions are such text (`SUM(active_hours_sum)`): no template is compiled for them."""
+    if "{" in template or len(template) > _PLAIN_MAX:
+        return None
+    lines = _NEWLINES.split(template)
+    if lines[-1] == "":
+        del lines[-1]
+    return "\n".join(lines)
+
+
 def generate_select_expression(param_definitions: dict, select_expr_template: Any, configs: Any) -> str:
     """`MetricDefinition.generate_select_expression`, memoised (see the module docstring)."""
-    key = _key(param_definitions, select_expr_template, configs) if _sandboxed() else None
+    sandboxed = _sandboxed()
+    if (sandboxed and type(select_expr_template) is str and "parameters" not in select_expr_template
+            and (text := _plain(select_expr_template)) is not None):
+        return text
+    key = _key(param_definitions, select_expr_template, configs) if sandboxed else None
     if key is not None:
         with _LOCK:
             hit = _CACHE.get(key)
