@@ -211,3 +211,22 @@ def test_validation_imports_neither_dagster_nor_scipy_stats():
             "print(sorted(m for m in ('dagster', 'scipy.stats') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_outcomes_are_copied_for_each_experiment_only_when_asked_for(hub):
+    import datetime as dt
+
+    from jetstream_assets.config import load_metric_hub
+    from jetstream_assets.config.scoped import scoped_collection
+    from jetstream_assets.validation.resolution import stand_in_experiment
+
+    loaded = load_metric_hub(hub)
+    experiment = stand_in_experiment("x", "firefox_desktop", dt.date(2026, 1, 1))
+    first, second = scoped_collection(loaded, experiment), scoped_collection(loaded, experiment)
+    assert first.outcomes == []  # nothing copied before an outcome is asked for
+    mine = first.spec_for_outcome("unused", "firefox_desktop")
+    original = loaded.configs.spec_for_outcome("unused", "firefox_desktop")
+    assert mine is not None and mine is first.spec_for_outcome("unused", "firefox_desktop")
+    assert mine is not original and mine is not second.spec_for_outcome("unused", "firefox_desktop")
+    assert list(mine.metrics) == list(original.metrics) == ["active_hours"]
+    assert first.spec_for_outcome("unused", "fenix") is None and first.spec_for_outcome("nope", "firefox_desktop") is None
