@@ -262,8 +262,24 @@ def _referenced(raw: dict) -> set[tuple[str, str]]:
     return out
 
 
-def _defined(loaded: LoadedConfigs, platform: str) -> set[tuple[str, str]]:
-    """(kind, name) a platform's definitions, defaults and outcomes define."""
+#: `_defined` of the last few loaded metric-hubs (the key holds the hub alive, so its id is never reused)
+_DEFINED: dict[tuple[int, str], tuple[LoadedConfigs, frozenset[tuple[str, str]]]] = {}
+
+
+def _defined(loaded: LoadedConfigs, platform: str) -> frozenset[tuple[str, str]]:
+    """(kind, name) a platform's definitions, defaults and outcomes define (once per loaded metric-hub:
+    every experiment config of a call ranks the same platforms)."""
+    cached = _DEFINED.get((id(loaded), platform))
+    if cached is not None and cached[0] is loaded:
+        return cached[1]
+    out = _defined_now(loaded, platform)
+    if len(_DEFINED) >= 64:
+        _DEFINED.pop(next(iter(_DEFINED)))
+    _DEFINED[(id(loaded), platform)] = (loaded, out)
+    return out
+
+
+def _defined_now(loaded: LoadedConfigs, platform: str) -> frozenset[tuple[str, str]]:
     out = set()
     for rel in [*loaded.definition_paths(platform), loaded.defaults_path(platform)]:
         raw = loaded.raw.get(rel) or {}
@@ -275,7 +291,7 @@ def _defined(loaded: LoadedConfigs, platform: str) -> set[tuple[str, str]]:
         if rel.startswith(prefix):
             out.add(("outcomes", rel[len(prefix):].removesuffix(".toml")))
             out |= {("metrics", name) for name in (raw or {}).get("metrics") or {}}
-    return out
+    return frozenset(out)
 
 
 def _ranked_platforms(loaded: LoadedConfigs, raw: dict, slug: str) -> list[str]:

@@ -66,17 +66,16 @@ class SyntheticEngine:
         # config SQL is untrusted and this engine needs no file: no file, URL or extension access, for good
         self.con.execute("SET enable_external_access = false")
         self.con.execute("SET lock_configuration = true")
-        self._registered: dict[tuple[str, str, str], str] = {}
+        self._registered: dict[tuple[str, str, tuple], str] = {}
 
     def close(self) -> None:
         self.con.close()
 
     def _table(self, dataset: str, table: str, columns: list[Column]) -> str:
         """The name of an empty table with these columns (registered once per distinct schema)."""
-        fields = [pa.field(c.name, c.arrow) for c in columns] or _PLACEHOLDER
-        schema = pa.schema(fields)
-        key = (dataset, table, schema.to_string())
+        key = (dataset, table, tuple((c.name, c.arrow) for c in columns))
         if key not in self._registered:
+            schema = pa.schema([pa.field(c.name, c.arrow) for c in columns] or _PLACEHOLDER)
             name = f"synthetic_{len(self._registered)}"
             columns_sql = ", ".join(f"{_quoted(f.name)} {_duckdb_type(f.type)}" for f in schema)
             try:  # a table of DuckDB's own: a fifth of the cost of registering an Arrow table
