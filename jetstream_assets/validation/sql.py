@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import attr
@@ -120,7 +120,7 @@ class Query:
     names: tuple[str, ...] = ()
     period: AnalysisPeriod | None = None
     #: a bundle of data sources: (data source, its metric names), queried one by one when the bundle fails
-    parts: tuple[tuple[str, list[str]], ...] = ()
+    parts: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 #: the experiment slug written into validation SQL: queries then only differ where configs differ, so the
@@ -235,15 +235,15 @@ def bundled_queries(target: Target, basis: AnalysisBasis, groups: dict[str, list
     if sql is None:
         return []
     return [Query(f"metrics/{basis.value}/" + "+".join(groups), sql, basis, None, tuple(names),
-                  parts=tuple(groups.items()))]
+                  parts=tuple((ds, tuple(group)) for ds, group in groups.items()))]
 
 
-def data_source_queries(target: Target, basis: AnalysisBasis, groups: dict[str, list[str]]) -> list[Query]:
+def data_source_queries(target: Target, basis: AnalysisBasis, groups: dict[str, Sequence[str]]) -> list[Query]:
     """One metrics query per data source of `groups`; one that cannot be built is a problem."""
     out = []
     for data_source, names in groups.items():
         try:
-            sql = metrics_query(target.resolved, target.limits, basis, names)
+            sql = metrics_query(target.resolved, target.limits, basis, list(names))
         except Exception as e:  # noqa: BLE001 - e.g. a template mozanalysis cannot render
             target.report.problems.append(Problem(
                 target.display, "metrics",
