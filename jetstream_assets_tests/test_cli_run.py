@@ -160,3 +160,33 @@ def test_run_uses_dagster_home_when_it_holds_your_own_instance(tmp_path, monkeyp
     assert own_instance(tmp_path / "home").root_directory == str(production)
     (production / "dagster.yaml").write_text(dagster_yaml())  # one jetstream-assets wrote: the home's is used
     assert own_instance(tmp_path / "home") is None
+
+
+def test_the_command_exits_without_the_interpreter_teardown_but_runs_atexit_handlers(tmp_path):
+    """`entry` (the console script) ends the process once the command returned: atexit handlers run and the
+    output is complete, but objects are not finalised one by one (after a rerun that took about a second)."""
+    probe = (
+        "import atexit, sys\nfrom jetstream_assets import cli\n"
+        "class Finalised:\n    def __del__(self):\n        sys.stderr.write('FINALISED\\n')\n"
+        "kept = Finalised()\natexit.register(lambda: sys.stderr.write('ATEXIT\\n'))\n"
+        "print('OUTPUT', end='')\n"
+        "sys.argv = ['jetstream-assets', 'run', '--experiment', 'demo-live', '--all-dates', '--home', "
+        f"{str(tmp_path / 'no')!r}]\n"
+        "cli.entry()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert done.returncode == 2 and "does not exist" in done.stderr
+    assert done.stdout == "OUTPUT" and "ATEXIT" in done.stderr and "FINALISED" not in done.stderr
+
+
+def test_a_cli_run_closes_the_event_log_and_warehouse_files_before_it_exits(world):
+    env = {**os.environ, "JETSTREAM_TODAY": TODAY.isoformat()}
+    env.pop("DAGSTER_HOME", None)
+    args = [str(CLI), *_cli("--experiment", "demo-live", "--date", "2026-11-20", home=world.home)]
+    done = subprocess.run(args, capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    assert "demo-live: 1 date(s) 2026-11-20" in done.stdout and "(ok, run" in done.stdout
+    left = [p.name for p in (world.home / "dagster").rglob("*") if p.name.endswith(("-wal", "-shm", "-journal"))]
+    assert left == []  # SQLite checkpointed and closed (the instance disposed), not left to recovery
+    tmp = world.home / "warehouse" / ".duckdb_tmp"
+    assert not tmp.exists() or [p.name for p in tmp.iterdir() if not p.name.startswith("profile-")] == []

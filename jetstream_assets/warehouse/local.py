@@ -60,6 +60,17 @@ def confine(con: duckdb.DuckDBPyConnection, home: str | Path) -> duckdb.DuckDBPy
     return con
 
 
+def close_connections() -> None:
+    """Close this thread's DuckDB connections (their temporary files go with them); the next query opens
+    new ones. The CLI calls it before its quick exit, which skips the interpreter's own teardown."""
+    for con in getattr(_connections, "by_key", {}).values():
+        try:
+            con.close()
+        except duckdb.Error:
+            pass
+    _connections.by_key = {}
+
+
 class LocalWarehouse(Warehouse):
     """DuckDB over Parquet files under `root`; the default engine of the demo and the tests."""
 
