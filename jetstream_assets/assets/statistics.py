@@ -76,12 +76,19 @@ def _summary_data(cell, window, summary, metrics_df, covariates: dict, made: dic
     key = (tuple(columns), joined and (joined, metric.name))
     if key not in made:
         if joined is None:
-            made[key] = metrics_df[["branch", *columns]].dropna(subset=columns)
+            made[key] = _drop_missing(metrics_df[["branch", *columns]], columns)
         else:
-            data = metrics_df[["branch", *columns, joined]].dropna(subset=columns)
+            data = _drop_missing(metrics_df[["branch", *columns, joined]], columns)
             # as a left merge on (analysis_id, branch) leaves it: the table's rows in order, a fresh index
             made[key] = data.rename(columns={joined: f"{metric.name}_pre"}).reset_index(drop=True)
     return made[key]
+
+
+def _drop_missing(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """`frame.dropna(subset=columns)`: the rows with a value in every column (`frame` itself when all have
+    one, the common case, which dropna takes a millisecond to find out)."""
+    keep = np.logical_and.reduce([frame[c].notna().to_numpy() for c in columns])
+    return frame if keep.all() else frame[keep]
 
 
 class CovariateTable:
@@ -166,14 +173,15 @@ def _counts(analysed: pd.DataFrame, branches: list[str], segment: str, basis: st
     """Clients per branch (Jetstream's `identity` count), zero for a branch nobody enrolled in: the rows of
     the basis' metrics table in the segment, the clients the statistics analysed (with a custom exposure
     signal the exposures basis' metrics query finds exposures the enrollments table does not date)."""
-    n = analysed.groupby("branch").size()
-    return pd.DataFrame(
-        {"metric": "identity", "statistic": "count", "parameter": None, "branch": b,
-         "comparison": None, "comparison_to_branch": None, "ci_width": None,
-         "point": float(n.get(b, 0)), "lower": None, "upper": None,
-         "segment": segment, "analysis_basis": basis}
-        for b in branches
-    )
+    codes, labels = pd.factorize(analysed["branch"], sort=False)
+    n = dict(zip(labels, np.bincount(codes[codes >= 0], minlength=len(labels)).tolist()))
+    k = len(branches)
+    return pd.DataFrame({
+        "metric": ["identity"] * k, "statistic": ["count"] * k, "parameter": [None] * k, "branch": branches,
+        "comparison": [None] * k, "comparison_to_branch": [None] * k, "ci_width": [None] * k,
+        "point": [float(n.get(b, 0)) for b in branches], "lower": [None] * k, "upper": [None] * k,
+        "segment": [segment] * k, "analysis_basis": [basis] * k,
+    })
 
 
 def compute_window_statistics(
