@@ -304,6 +304,8 @@ def entry() -> None:
     native thread pools) took about a second; the command's resources are closed by then (`_run` disposes the
     Dagster instance and closes the DuckDB connections) and the atexit handlers still run."""
     code = main()
+    if sys.getprofile() is not None or sys.gettrace() is not None:
+        sys.exit(code)  # a profiler or debugger writes its results at the interpreter's exit
     local = sys.modules.get("jetstream_assets.warehouse.local")
     if local is not None:
         local.close_connections()

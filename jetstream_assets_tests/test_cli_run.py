@@ -166,8 +166,8 @@ def test_the_command_exits_without_the_interpreter_teardown_but_runs_atexit_hand
     """`entry` (the console script) ends the process once the command returned: atexit handlers run and the
     output is complete, but objects are not finalised one by one (after a rerun that took about a second)."""
     probe = (
-        "import atexit, sys\nfrom jetstream_assets import cli\n"
-        "class Finalised:\n    def __del__(self):\n        sys.stderr.write('FINALISED\\n')\n"
+        "import atexit, os, sys\nfrom jetstream_assets import cli\n"
+        "class Finalised:\n    def __del__(self, write=os.write):\n        write(2, b'FINALISED\\n')\n"
         "kept = Finalised()\natexit.register(lambda: sys.stderr.write('ATEXIT\\n'))\n"
         "print('OUTPUT', end='')\n"
         "sys.argv = ['jetstream-assets', 'run', '--experiment', 'demo-live', '--all-dates', '--home', "
@@ -177,13 +177,18 @@ def test_the_command_exits_without_the_interpreter_teardown_but_runs_atexit_hand
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     assert done.returncode == 2 and "does not exist" in done.stderr
     assert done.stdout == "OUTPUT" and "ATEXIT" in done.stderr and "FINALISED" not in done.stderr
+    # under a profiler (python -m cProfile ...) the interpreter exits normally, so the profile gets written
+    profiled = subprocess.run([sys.executable, "-c", "import sys\nsys.setprofile(lambda *a: None)\n" + probe],
+                              capture_output=True, text=True)
+    assert profiled.returncode == 2 and "FINALISED" in profiled.stderr and "ATEXIT" in profiled.stderr
 
 
-def test_a_cli_run_closes_the_event_log_and_warehouse_files_before_it_exits(world):
-    env = {**os.environ, "JETSTREAM_TODAY": TODAY.isoformat()}
-    env.pop("DAGSTER_HOME", None)
-    args = [str(CLI), *_cli("--experiment", "demo-live", "--date", "2026-11-20", home=world.home)]
-    done = subprocess.run(args, capture_output=True, text=True, env=env)
+def test_a_cli_run_closes_the_event_log_and_warehouse_files_before_it_exits(tmp_path):
+    with build_world(tmp_path / "home", clients=200) as world:  # its own home: no other process holds its files
+        env = {**os.environ, "JETSTREAM_TODAY": TODAY.isoformat()}
+        env.pop("DAGSTER_HOME", None)
+        args = [str(CLI), *_cli("--experiment", "demo-live", "--date", "2026-11-20", home=world.home)]
+        done = subprocess.run(args, capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr
     assert "demo-live: 1 date(s) 2026-11-20" in done.stdout and "(ok, run" in done.stdout
     left = [p.name for p in (world.home / "dagster").rglob("*") if p.name.endswith(("-wal", "-shm", "-journal"))]
