@@ -260,6 +260,10 @@ def trees_to_duckdb(statements: list[exp.Expression], resolve_table: TableResolv
     return _rewrite([t for t in statements if t is not None], read)
 
 
+#: the nodes `_rewrite`'s steps change (a table read, DATE_ADD/DATE_SUB, ARRAY_AGG, UNNEST)
+_REWRITTEN = (exp.Table, exp.DateAdd, exp.DateSub, exp.ArrayAgg, exp.Unnest)
+
+
 def _rewrite(statements: list[exp.Expression], read: Callable[[TableKey], exp.Expression | None]) -> str:
     out = []
     for tree in statements:
@@ -272,6 +276,11 @@ def _rewrite(statements: list[exp.Expression], read: Callable[[TableKey], exp.Ex
                 return node
             return exp.alias_(replacement, exp.to_identifier(node.alias or key[2]), table=True)
 
-        tree = tree.transform(lambda n: _unaliased_unnest(_array_agg_limit(_fold_date_add(replace(n)))), copy=False)
+        def rewrite(node: exp.Expression) -> exp.Expression:
+            if not isinstance(node, _REWRITTEN):  # most nodes: each step below leaves them as they are
+                return node
+            return _unaliased_unnest(_array_agg_limit(_fold_date_add(replace(node))))
+
+        tree = tree.transform(rewrite, copy=False)
         out.append(tree.sql(dialect="duckdb", copy=False))  # the tree is ours: no defensive copy
     return ";\n".join(out)
