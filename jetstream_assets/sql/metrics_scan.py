@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -47,6 +48,11 @@ WINDOW_ID = "_scan_window"
 _BASIS = "_scan_basis"
 _FIRST = "_scan_first_date"
 _LAST = "_scan_last_date"
+_BRANCH = "_scan_branch"
+
+# mozanalysis' lookup of the experiment's branch in a telemetry row's experiments map (data sources'
+# experiments_column_type, in the first-day filter and the sanity metrics), with its optional `.branch`
+_BRANCH_LOOKUP = re.compile(r"`mozfun\.map\.get_key`\(\s*(ds\.[\w.]+),\s*('[^'\\]*')\s*\)(\.branch)?")
 
 
 @dataclass(frozen=True)
@@ -163,6 +169,9 @@ def shared_metrics_sql(resolved: ResolvedConfig, windows: list[ScanWindow], enro
         )
         ignore_first_day = ds.experiments_column_expr.format(submission_date=date, experiment_slug=slug)
         selects = ",\n        ".join(f"{m.select_expr.format(experiment_slug=slug)} AS {m.name}" for m in ds_metrics)
+        lookups: dict[str, str] = {}
+        ignore_first_day, selects = (_project_lookups(text, lookups) for text in (ignore_first_day, selects))
+        projected = "".join(f", {expr} AS {column}" for expr, column in lookups.items())
         # mozanalysis' join with a window per enrollments row: a hash join on the client reads the source
         # once, each row kept for the (window, basis) rows whose dates hold it; aggregated over a LEFT JOIN,
         # so a client without rows gets the metric's value over one all-null row (0 for COALESCE(SUM(...), 0))
@@ -171,9 +180,12 @@ def shared_metrics_sql(resolved: ResolvedConfig, windows: list[ScanWindow], enro
     SELECT e.analysis_id, e.{WINDOW_ID},
         {selects}
     FROM enrollments e
-    LEFT JOIN {ds.from_expr_for(experiment.app_id)} ds
+    LEFT JOIN (
+        SELECT ds.*{projected}
+        FROM {ds.from_expr_for(experiment.app_id)} ds
+        WHERE ds.{date} BETWEEN '{first}' AND '{last}'
+    ) ds
         ON ds.{ds_id} = e.analysis_id
-        AND ds.{date} BETWEEN '{first}' AND '{last}'
         AND ds.{date} BETWEEN e.{_FIRST} AND e.{_LAST}
         AND ds.{date} BETWEEN DATE_ADD({anchor}, INTERVAL e.analysis_window_start DAY)
             AND DATE_ADD({anchor}, INTERVAL e.analysis_window_end DAY)
@@ -188,6 +200,18 @@ def shared_metrics_sql(resolved: ResolvedConfig, windows: list[ScanWindow], enro
         + "\nSELECT enrollments.*, " + ", ".join(columns)
         + "\nFROM enrollments\n" + "\n".join(joins)
     )
+
+
+def _project_lookups(text: str, lookups: dict[str, str]) -> str:
+    """`text` with each branch lookup in the experiments map replaced by a column of the data source's
+    projection (added to `lookups`, expression -> column): computed once per telemetry row, not once per
+    joined (client, window, basis) row."""
+
+    def column(match: re.Match) -> str:
+        expr = f"`mozfun.map.get_key`({match[1]}, {match[2]}){match[3] or ''}"
+        return "ds." + lookups.setdefault(expr, f"{_BRANCH}_{len(lookups)}")
+
+    return _BRANCH_LOOKUP.sub(column, text)
 
 
 def _signal_ctes(resolved: ResolvedConfig, windows: list[ScanWindow], enrollments_table: str) -> list[str]:
