@@ -9,12 +9,14 @@ from dataclasses import replace
 
 import pandas as pd
 import pytest
+import sqlglot
+from sqlglot import exp
 
 from jetstream_assets.planner import Cell, Planner
 from jetstream_assets.assets.enrollments import compute_enrollments
 from jetstream_assets.assets.metrics import compute_metrics
 from jetstream_assets.sql import names
-from jetstream_assets.sql.metrics_scan import SharedScan
+from jetstream_assets.sql.metrics_scan import SharedScan, scan_windows, shared_metrics_sql
 from jetstream_assets.sql.queries import bases_for
 from jetstream_assets.sql.transpile import table_references
 from jetstream_assets.warehouse.base import query_listener
@@ -88,6 +90,27 @@ def test_shared_scan_tables_equal_one_window_queries(world, slug):
     telemetry = [q for q in listener_calls
                  if any(dataset not in ("", warehouse.dataset) for _, dataset, _ in table_references(q))]
     assert len(telemetry) == 1, len(telemetry)
+
+
+def test_branch_lookup_runs_once_per_telemetry_row(world):
+    """The experiments-map lookup of the first-day filter and the sanity metrics is computed in a projection
+    of the data source, before the join that repeats each telemetry row for every (window, basis) it
+    falls in, and each distinct lookup once (the equality test above holds the tables unchanged)."""
+    cells = _cells(world, "demo-complete")
+    closing = [(w, c.analysis_date) for c in cells for w in c.windows]
+    windows = scan_windows(cells[0].resolved, cells[0].start_date, cells[0].enrollment_period, closing)
+    sql = shared_metrics_sql(cells[0].resolved, windows, "project.dataset.enrollments_demo_complete")
+    tree = sqlglot.parse_one(sql, read="bigquery")  # BigQuery syntax, as the dry run needs
+    lookups = [f for f in tree.find_all(exp.Anonymous) if "get_key" in f.name]
+    assert lookups, sql
+    per_select: dict[int, list[str]] = {}
+    for lookup in lookups:
+        select = lookup.find_ancestor(exp.Select)
+        assert not select.args.get("joins"), f"lookup evaluated on joined rows: {select.sql('bigquery')[:300]}"
+        assert isinstance(lookup.parent, exp.Dot | exp.Alias), lookup.parent.sql("bigquery")
+        per_select.setdefault(id(select), []).append(lookup.sql("bigquery"))
+    for found in per_select.values():
+        assert len(found) == len(set(found)), found
 
 
 def test_a_table_the_scan_cannot_write_fails_only_its_cell(world):
