@@ -249,8 +249,12 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     for clients in args.clients:
         print(f"== {clients:,} clients, {SLUG}, week-1 window", flush=True)
-        with tempfile.TemporaryDirectory(dir=args.keep) as tmp:
-            rows = bench(clients, Path(tmp), args.repeats)
+        if args.keep:  # a new folder under --keep, left in place
+            args.keep.mkdir(parents=True, exist_ok=True)
+            rows = bench(clients, Path(tempfile.mkdtemp(prefix=f"clients-{clients}-", dir=args.keep)), args.repeats)
+        else:
+            with tempfile.TemporaryDirectory() as tmp:
+                rows = bench(clients, Path(tmp), args.repeats)
         print(f"  {'step':<36} {'seconds':>9} {'peak RSS MiB':>13}")
         for name, seconds, peak in rows:
             s = "" if seconds != seconds else f"{seconds:9.2f}"
