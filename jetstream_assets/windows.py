@@ -186,9 +186,14 @@ def time_limits(
         ) from e
 
 
+def days(first: dt.date, last: dt.date) -> list[dt.date]:
+    """Every date from `first` to `last`, both included (none when `last` is before `first`)."""
+    return [first + dt.timedelta(days=n) for n in range((last - first).days + 1)]
+
+
 def rerun_dates(start_date: dt.date, end_date: dt.date | None, today: dt.date) -> list[dt.date]:
     """The analysis dates a full rerun covers: S .. min(end + 1 day, yesterday)."""
     last = today - dt.timedelta(days=1)
     if end_date is not None:
         last = min(last, end_date + dt.timedelta(days=1))
-    return [start_date + dt.timedelta(days=n) for n in range((last - start_date).days + 1)]
+    return days(start_date, last)

@@ -28,6 +28,7 @@ from jetstream_assets.assets.common import code_version
 from jetstream_assets.config.fingerprint import PRESENTATION_FIELDS, canonical, digest
 from jetstream_assets.partitions import parse_key
 from jetstream_assets.run_tags import first_grid_date
+from jetstream_assets.windows import days
 from jetstream_assets.stale_outputs import is_full_rerun, purge_stale
 
 logger = logging.getLogger("jetstream_assets")
@@ -100,7 +101,7 @@ def _still_to_come(planner: Planner, experiment, after: dt.date | None) -> list[
         return []
     first = (after or start - dt.timedelta(days=1)) + dt.timedelta(days=1)
     last = end + dt.timedelta(days=1) if end is not None else planner.today
-    return [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
+    return days(first, last)
 
 
 def materialized_cells(context: dg.AssetExecutionContext) -> dict[str, set[str]]:

@@ -59,6 +59,7 @@ from jetstream_assets.jobs import analysis_job, experimenter_snapshot_job
 from jetstream_assets.partitions import EXPERIMENTS, parse_key
 from jetstream_assets.run_tags import batch_tags, first_grid_date, run_experiments, run_tags, sensor_interval
 from jetstream_assets.sql.names import SlugCollisionError, normalize, table_name_owners
+from jetstream_assets.windows import days
 
 logger = logging.getLogger("jetstream_assets")
 
@@ -243,7 +244,7 @@ def evaluate(
     order = known_partitions + tick.new_partitions
     present = {e.slug for e in snapshot.experiments}
     for (first, last), members in daily.items():
-        span = [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
+        span = days(first, last)
 
         def quiet(slug: str, span=span) -> bool:
             if slug in requested or slug not in present:  # (one Experimenter no longer lists is not planned)
@@ -328,7 +329,7 @@ def failed_batch_retries(instance: dg.DagsterInstance, cursor: dict, today: dt.d
         if done is None:
             done = {str(k) for k in instance.get_materialized_partitions(dg.AssetKey("metadata_export"))}
         first, last = (dt.date.fromisoformat(d) for d in batch["dates"])
-        dates = [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
+        dates = days(first, last)
         culprits = failed_cells_of(instance, run.run_id)
         for slug in batch["experiments"]:  # the no-op ones too: a failed run shows their cells failed
             if all(f"{d}|{slug}" in done for d in dates):
