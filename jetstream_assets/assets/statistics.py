@@ -17,6 +17,7 @@ from jetstream_assets.monitoring import log_context
 from jetstream_assets.sql import names
 from jetstream_assets.sql.queries import bases_for, metrics_for, segments_of
 from jetstream_assets.statistics import STATISTIC_COLUMNS, compute_statistic
+from jetstream_assets.statistics.estimators import factorize_branches
 from jetstream_assets.warehouse.base import Warehouse
 from jetstream_assets.windows import AnalysisWindow
 
@@ -173,7 +174,7 @@ def _counts(analysed: pd.DataFrame, branches: list[str], segment: str, basis: st
     """Clients per branch (Jetstream's `identity` count), zero for a branch nobody enrolled in: the rows of
     the basis' metrics table in the segment, the clients the statistics analysed (with a custom exposure
     signal the exposures basis' metrics query finds exposures the enrollments table does not date)."""
-    codes, labels = pd.factorize(analysed["branch"], sort=False)
+    codes, labels = factorize_branches(analysed)
     n = dict(zip(labels, np.bincount(codes[codes >= 0], minlength=len(labels)).tolist()))
     k = len(branches)
     return pd.DataFrame({
