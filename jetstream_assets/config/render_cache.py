@@ -5,13 +5,12 @@ call, each in a new Jinja environment), though the text comes out the same. `ins
 values it reads and the metric-hub functions of the collection (the only globals a template sees besides
 the sandbox's own); a template without any `{` is plain text, returned as Jinja would render it without
 compiling it (`_plain`). A render that fails is never memoised (it fails, and is bounded, every time); only
-renders through the sandbox are (`sandbox.installed()`), so the library as it ships is left as it is.
+renders through the sandbox are (`sandbox.renders_sandboxed`), so the library as it ships is left as it is.
 """
 
 from __future__ import annotations
 
 import re
-import sys
 import threading
 from collections import OrderedDict
 from typing import Any
@@ -48,7 +47,7 @@ def _key(param_definitions: dict, template: Any, configs: Any) -> tuple | None:
 
 def _sandboxed() -> bool:
     """Whether the library's collections render through the sandbox (`ConfigCollection.get_env`)."""
-    return getattr(sys.modules.get("metric_config_parser.config"), "jinja2", None) is sandbox._PROXY
+    return sandbox.renders_sandboxed("metric_config_parser.config")
 
 
 #: Jinja's line breaks (`jinja2.lexer.newline_re`)

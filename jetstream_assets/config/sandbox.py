@@ -324,10 +324,15 @@ def install() -> list[str]:
     return patched
 
 
+def renders_sandboxed(name: str) -> bool:
+    """Whether the loaded library module `name` renders through the sandbox."""
+    module = sys.modules.get(name)
+    return module is not None and getattr(module, "jinja2", _PROXY) is _PROXY
+
+
 def installed() -> bool:
     """Whether every module of `LIBRARY_MODULES` renders through the sandbox."""
-    modules = [sys.modules.get(name) for name in LIBRARY_MODULES]
-    return all(m is not None and getattr(m, "jinja2", _PROXY) is _PROXY for m in modules)
+    return all(renders_sandboxed(name) for name in LIBRARY_MODULES)
 
 
 def check_function_definition(definition: Any) -> None:
