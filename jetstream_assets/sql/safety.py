@@ -32,6 +32,8 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.tokens import TokenType
 
+from jetstream_assets.sql.transpile import sqlglot_parse
+
 MAX_SQL = 1 << 20  # characters of one config SQL fragment
 
 #: what a fragment is: a whole query, an expression of a SELECT list, or what follows FROM
@@ -106,7 +108,7 @@ def _problem(sql: str, kind: str) -> str | None:
     if problem:
         return problem
     try:
-        statements = [s for s in sqlglot.parse(wrapped, read="bigquery") if s is not None]
+        statements = sqlglot_parse(wrapped)  # sqlglot's own setting, whatever another thread parses
     except RecursionError:
         return "the SQL nests too deeply to be checked"
     except sqlglot.errors.SqlglotError:

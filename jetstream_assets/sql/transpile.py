@@ -153,6 +153,20 @@ def _explicit_unnests(select: exp.Select) -> None:
 
 
 _PARSE_LOCK = threading.Lock()
+_SQLGLOT_IMPLICIT_UNNEST = BigQueryParser.SUPPORTS_IMPLICIT_UNNEST  # sqlglot's own setting
+
+
+def sqlglot_parse(text: str, *, implicit_unnest: bool = _SQLGLOT_IMPLICIT_UNNEST) -> list[exp.Expression]:
+    """`sqlglot.parse(text, read="bigquery")` with sqlglot's own implicit-UNNEST rewrite on or off. It is a
+    class setting (the compiled parser has no per-call option), so every BigQuery parse of the package goes
+    through here, under one lock: a parse in another thread never sees the setting of this one."""
+    with _PARSE_LOCK:
+        saved = BigQueryParser.SUPPORTS_IMPLICIT_UNNEST
+        BigQueryParser.SUPPORTS_IMPLICIT_UNNEST = implicit_unnest
+        try:
+            return [t for t in sqlglot.parse(text, read="bigquery") if t is not None]
+        finally:
+            BigQueryParser.SUPPORTS_IMPLICIT_UNNEST = saved
 
 
 def parse_bigquery(sql: str) -> list[exp.Expression]:
@@ -160,15 +174,8 @@ def parse_bigquery(sql: str) -> list[exp.Expression]:
     does not parse."""
     text = rename_udf_calls(sql)
     try:
-        # sqlglot's own implicit-UNNEST rewrite is switched off for this parse (a class setting: the
-        # compiled parser has no per-call option) and done by `_explicit_unnests` instead
-        with _PARSE_LOCK:
-            implicit = BigQueryParser.SUPPORTS_IMPLICIT_UNNEST
-            BigQueryParser.SUPPORTS_IMPLICIT_UNNEST = False
-            try:
-                trees = [t for t in sqlglot.parse(text, read="bigquery") if t is not None]
-            finally:
-                BigQueryParser.SUPPORTS_IMPLICIT_UNNEST = implicit
+        # sqlglot's own implicit-UNNEST rewrite is off for this parse and done by `_explicit_unnests` instead
+        trees = sqlglot_parse(text, implicit_unnest=False)
     except sqlglot.errors.ParseError as e:
         raise TranspileError(f"SQL does not parse as BigQuery: {e}") from e
     for tree in trees:
