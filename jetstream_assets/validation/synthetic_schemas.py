@@ -36,6 +36,17 @@ ENROLLMENT_COLUMNS = frozenset({
 TableKey = tuple[str, str]  # (dataset, table): the local warehouse ignores the project
 
 
+#: a base-table column a path reads: (table, column path, element paths of the UNNESTs on the way there)
+_Route = tuple[TableKey, tuple[str, ...], tuple[tuple[str, ...], ...]]
+
+
+@dataclass(frozen=True)
+class _Memo:
+    anchor: object  # the scope the routes were computed for (kept alive: its id is in the key)
+    routes: tuple
+    visited: frozenset  # the names the resolution went through (the cycle guard's keys)
+
+
 class SampleTablesError(ValueError):
     """SQL whose tables cannot be derived (it does not parse); the message names the query."""
 
@@ -52,6 +63,9 @@ class _Collector:
         self.exclude = frozenset(exclude_datasets)
         self.unparsable = unparsable
         self._active: set[tuple[int, tuple[str, ...]]] = set()
+        self._routes: dict[tuple, _Memo] = {}
+        self._cuts = 0  # times the cycle guard in `_route` stopped a resolution
+        self._visited: set[tuple[int, tuple[str, ...]]] = set()
 
     # -- entry ---------------------------------------------------------------------------------
     def add_sql(self, sql: str) -> None:
@@ -69,6 +83,7 @@ class _Collector:
         for tree in trees:
             if tree is None:
                 continue
+            self._routes.clear()  # keyed by the ids of this tree's scopes and nodes
             for scope in traverse_scope(tree):
                 self._scope(scope)
             for table in tree.find_all(exp.Table):  # tables read without naming any column
@@ -97,7 +112,9 @@ class _Collector:
                 continue  # GROUP BY / ORDER BY on a projection alias
             # the argument of an UNNEST in this FROM reads the other sources, not the UNNEST
             skip = next((u for u in unnests if self._inside(column, {id(u.expression)})), None)
-            self._resolve(scope, parts, usage(outer), skip)
+            routes = self._route(scope, tuple(parts), skip)
+            if routes:  # a column of a CTE of constants (the stand-in enrollments) needs no type
+                self._record_all(routes, usage(outer))
 
     def _join_using(self, scope: Scope, select: exp.Select) -> None:
         """`JOIN ... USING (c)`: both sides have column `c`."""
@@ -112,7 +129,7 @@ class _Collector:
             if isinstance(source, Scope) and source.is_udtf:
                 continue
             for name in names:
-                self._attribute(scope, source, [name], TypeHint())
+                self._record_all(self._route_source(source, (name,)), TypeHint())
 
     def _star_modifiers(self, scope: Scope, select: exp.Select) -> None:
         """`* EXCEPT (a)` / `* REPLACE (x AS b)` name columns the source must have."""
@@ -124,7 +141,7 @@ class _Collector:
             names = [e.name for e in star.args.get("except_") or []]
             names += [r.alias for r in star.args.get("replace") or [] if isinstance(r, exp.Alias)]
             for name in names:
-                self._resolve(scope, [*qualifier, name], TypeHint())
+                self._record_all(self._route(scope, (*qualifier, name), None), TypeHint())
 
     @staticmethod
     def _inside(node: exp.Expression, ids: set[int]) -> bool:
@@ -142,31 +159,61 @@ class _Collector:
         return {p.alias for p in select.expressions if isinstance(p, exp.Alias)}
 
     # -- resolution ----------------------------------------------------------------------------
-    def _resolve(
-        self, scope: Scope, parts: list[str], hint: TypeHint, skip: Scope | None = None
-    ) -> None:
-        """Attribute a column path seen in `scope` (`skip`: an UNNEST whose own argument this is)."""
-        key = (id(scope), tuple(parts))
+    # A column path is followed to the base-table columns it reads (its routes) without its type hint,
+    # then the hint is recorded at each: a query names the same column many times (the enrollments'
+    # `analysis_id`, `branch` in every data source, USING and GROUP BY), and each path is followed once.
+    def _record_all(self, routes: tuple[_Route, ...], hint: TypeHint) -> None:
+        for key, path, unnests in routes:
+            at = hint
+            for element_path in unnests:  # each UNNEST on the way: the column is a list of such elements
+                at = TypeHint(element=nest(list(element_path), at))
+            self._record(key, list(path), at)
+
+    def _memo(self, key: tuple, anchor: object, compute) -> tuple[_Route, ...]:
+        """`compute()`, once per `key` unless a resolution it ran was cut by the cycle guard, or it
+        passed through a name being resolved now (then the guard would cut it here: computed again)."""
+        hit = self._routes.get(key)
+        if hit is not None and hit.anchor is anchor and not (hit.visited & self._active):
+            return hit.routes
+        cuts, visited = self._cuts, self._visited
+        self._visited = set()
+        try:
+            routes = compute()
+            mine = self._visited
+        finally:
+            self._visited = visited
+        visited |= mine
+        if self._cuts == cuts:
+            self._routes[key] = _Memo(anchor, routes, frozenset(mine))
+        return routes
+
+    def _route(self, scope: Scope, parts: tuple[str, ...], skip: Scope | None) -> tuple[_Route, ...]:
+        """Where a column path seen in `scope` comes from (`skip`: an UNNEST whose own argument this is)."""
+        return self._memo(("r", id(scope), parts, id(skip)), scope, lambda: self._route_guarded(scope, parts, skip))
+
+    def _route_guarded(self, scope: Scope, parts: tuple[str, ...], skip: Scope | None) -> tuple[_Route, ...]:
+        key = (id(scope), parts)
+        self._visited.add(key)
         if key in self._active:  # a name that resolves to itself (e.g. via a correlated outer scope)
-            return
+            self._cuts += 1
+            return ()
         self._active.add(key)
         try:
-            self._resolve_once(scope, parts, hint, skip)
+            return self._route_once(scope, parts, skip)
         finally:
             self._active.discard(key)
 
-    def _resolve_once(self, scope: Scope, parts: list[str], hint: TypeHint, skip: Scope | None) -> None:
+    def _route_once(self, scope: Scope, parts: tuple[str, ...], skip: Scope | None) -> tuple[_Route, ...]:
         if len(parts) > 1 and parts[0] in scope.sources and scope.sources[parts[0]] is not skip:
             source = scope.sources[parts[0]]
-            if not self._glean_table_named_like_column(source, parts):
-                self._attribute(scope, source, parts[1:], hint)
-                return
+            if not self._glean_table_named_like_column(source, list(parts)):
+                return self._route_source(source, parts[1:])
         source = self._unqualified_source(scope, parts[0], skip)
         if source is None:
             if scope.parent is not None:  # a correlated reference
-                self._resolve(scope.parent, parts, hint)
-            return
-        self._attribute(scope, source, parts, hint)
+                return self._route(scope.parent, parts, None)
+            return ()
+        return self._route_source(source, parts)
 
     @staticmethod
     def _glean_table_named_like_column(source, parts: list[str]) -> bool:
@@ -249,30 +296,29 @@ class _Collector:
         columns = alias.columns
         return columns[0].name if columns else alias.name or None
 
-    def _attribute(self, scope: Scope, source, path: list[str], hint: TypeHint) -> None:
+    def _route_source(self, source, path: tuple[str, ...]) -> tuple[_Route, ...]:
+        """Where column `path` of a FROM source (a table, a subquery or CTE, an UNNEST) comes from."""
         if isinstance(source, exp.Table):
             key = self._table_key(source)
-            if key is not None and path:
-                self._record(key, path, hint)
-            return
+            return ((key, path, ()),) if key is not None and path and key[0] not in self.exclude else ()
         if not isinstance(source, Scope):
-            return
+            return ()
+        return self._memo(("s", id(source), path), source, lambda: self._route_scope(source, path))
+
+    def _route_scope(self, source: Scope, path: tuple[str, ...]) -> tuple[_Route, ...]:
         if source.is_udtf:
-            self._attribute_unnest(source, path, hint)
-            return
+            return self._route_unnest(source, path)
         select = source.expression
         if isinstance(select, exp.SetOperation) and source.set_operation_scopes:
             # every SELECT of a UNION feeds the column (BigQuery names it after the first; the others
             # are matched by name, as the configs write them)
-            for branch in source.set_operation_scopes:
-                self._attribute(scope, branch, path, hint)
-            return
+            return tuple(r for branch in source.set_operation_scopes for r in self._route_source(branch, path))
         if isinstance(select, exp.SetOperation):
             select = select.this  # the first SELECT of a UNION names the columns
             while isinstance(select, exp.SetOperation):
                 select = select.this
         if not isinstance(select, exp.Select) or not path:
-            return
+            return ()
         name = path[0]
         stars = []
         for projection in select.expressions:
@@ -284,9 +330,7 @@ class _Collector:
             if projection.alias_or_name == name:
                 inner = projection.this if isinstance(projection, exp.Alias) else projection
                 inner_path = expr_path(inner)
-                if inner_path is not None:
-                    self._resolve(source, inner_path + path[1:], hint)
-                return
+                return () if inner_path is None else self._route(source, (*inner_path, *path[1:]), None)
         for star in stars:
             star_node = star.this if isinstance(star, exp.Column) else star
             excluded = {e.name for e in (star_node.args.get("except_") or [])}
@@ -294,29 +338,24 @@ class _Collector:
                 continue
             if isinstance(star, exp.Column) and star.table:
                 inner_source = source.sources.get(star.table)
-                if inner_source is not None:
-                    self._attribute(source, inner_source, path, hint)
             else:
                 inner_source = self._unqualified_source(source, name)
-                if inner_source is not None:
-                    self._attribute(source, inner_source, path, hint)
-            return
+            return () if inner_source is None else self._route_source(inner_source, path)
+        return ()
 
-    def _attribute_unnest(self, unnest_scope: Scope, path: list[str], hint: TypeHint) -> None:
+    def _route_unnest(self, unnest_scope: Scope, path: tuple[str, ...]) -> tuple[_Route, ...]:
         """A field of an UNNEST element: the unnested expression is a list of such structs."""
         unnest = unnest_scope.expression
         if not isinstance(unnest, exp.Unnest) or not unnest.expressions:
-            return
+            return ()
         alias = self._unnest_alias(unnest_scope)
         element_path = path[1:] if alias and path and path[0] == alias else path
-        element = nest(element_path, hint)
         inner = expr_path(unnest.expressions[0])
-        if inner is None:
-            return
         outer = unnest_scope.parent
-        if outer is None:
-            return
-        self._resolve(outer, inner, TypeHint(element=element), skip=unnest_scope)
+        if inner is None or outer is None:
+            return ()
+        routes = self._route(outer, tuple(inner), unnest_scope)
+        return tuple((key, p, (element_path, *unnests)) for key, p, unnests in routes)
 
     @staticmethod
     def _table_key(table: exp.Table) -> TableKey | None:
