@@ -125,8 +125,10 @@ def _explicit_unnests(select: exp.Select) -> None:
     subclassed) serves the parse."""
     from_ = select.args.get("from_")
     joins = select.args.get("joins")
-    if from_ is None or not joins:
-        return
+    if from_ is None or not joins or not any(
+        isinstance(j.this, exp.Table) and not j.args.get("on") and len(j.this.parts) > 1 for j in joins
+    ):
+        return  # no join reads a column path (normalising the names below costs a copy of each)
 
     def ref(node: exp.Expression, maybe_column: bool = False):
         if isinstance(node, exp.Table):

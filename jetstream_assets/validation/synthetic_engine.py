@@ -98,7 +98,7 @@ class SyntheticEngine:
             name = names.get((dataset, table))
             if name is None:
                 raise WarehouseError(f"Table {dataset}.{table} does not exist in the local warehouse")
-            return exp.to_table(name)
+            return exp.Table(this=exp.to_identifier(name))  # (`exp.to_table` would parse the name)
 
         try:
             duck_sql = trees_to_duckdb(trees, resolve)
