@@ -32,7 +32,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.tokens import TokenType
 
-from jetstream_assets.sql.transpile import sqlglot_parse
+from jetstream_assets.sql.transpile import parse_with_unnests
 
 MAX_SQL = 1 << 20  # characters of one config SQL fragment
 
@@ -108,7 +108,7 @@ def _problem(sql: str, kind: str) -> str | None:
     if problem:
         return problem
     try:
-        statements = sqlglot_parse(wrapped)  # sqlglot's own setting, whatever another thread parses
+        statements = parse_with_unnests(wrapped)  # sqlglot's trees, a third cheaper to get
     except RecursionError:
         return "the SQL nests too deeply to be checked"
     except sqlglot.errors.SqlglotError:

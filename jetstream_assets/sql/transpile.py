@@ -171,19 +171,23 @@ def sqlglot_parse(text: str, *, implicit_unnest: bool = _SQLGLOT_IMPLICIT_UNNEST
             BigQueryParser.SUPPORTS_IMPLICIT_UNNEST = saved
 
 
-def parse_bigquery(sql: str) -> list[exp.Expression]:
-    """BigQuery SQL parsed (persistent-function calls renamed to their macros); TranspileError if it
-    does not parse."""
-    text = rename_udf_calls(sql)
-    try:
-        # sqlglot's own implicit-UNNEST rewrite is off for this parse and done by `_explicit_unnests` instead
-        trees = sqlglot_parse(text, implicit_unnest=False)
-    except sqlglot.errors.ParseError as e:
-        raise TranspileError(f"SQL does not parse as BigQuery: {e}") from e
+def parse_with_unnests(text: str) -> list[exp.Expression]:
+    """`sqlglot.parse(text, read="bigquery")`, the same trees, with its implicit-UNNEST rewrite done by
+    `_explicit_unnests` (without the parser's copies of every joined subquery); sqlglot's errors."""
+    trees = sqlglot_parse(text, implicit_unnest=False)
     for tree in trees:
         for select in tree.find_all(exp.Select):
             _explicit_unnests(select)
     return trees
+
+
+def parse_bigquery(sql: str) -> list[exp.Expression]:
+    """BigQuery SQL parsed (persistent-function calls renamed to their macros); TranspileError if it
+    does not parse."""
+    try:
+        return parse_with_unnests(rename_udf_calls(sql))
+    except sqlglot.errors.ParseError as e:
+        raise TranspileError(f"SQL does not parse as BigQuery: {e}") from e
 
 
 @functools.lru_cache(maxsize=CACHE_SIZE)
