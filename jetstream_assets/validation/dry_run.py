@@ -78,7 +78,7 @@ def dry_run_target(target: Target, dry_run: DryRuns) -> None:
         if error is None:
             continue
         if query.parts:  # a bundle of data sources: each on its own says which one fails
-            queries[:0] = data_source_queries(target, query.basis, dict(query.parts))
+            queries[:0] = data_source_queries(target, query.basis, dict(query.parts), shared=query.shared)
         elif query.label == "enrollments":
             target.report.problems += _isolate_enrollments(target, dry_run, error)
         else:

@@ -89,9 +89,10 @@ def _with_enrollments(metrics_sql: str, resolved: ResolvedConfig) -> str:
 
 
 def metrics_query(
-    resolved: ResolvedConfig, limits: TimeLimits, basis: AnalysisBasis, names: list[str] | None = None
+    resolved: ResolvedConfig, limits: TimeLimits, basis: AnalysisBasis, names: list[str] | None = None,
+    *, canonical: bool = False,
 ) -> str | None:
-    sql = all_metrics_sql(resolved, limits, basis, ENROLLMENTS_CTE, names)
+    sql = all_metrics_sql(resolved, limits, basis, ENROLLMENTS_CTE, names, canonical=canonical)
     return None if sql is None else _with_enrollments(sql, resolved)
 
 
@@ -121,6 +122,8 @@ class Query:
     period: AnalysisPeriod | None = None
     #: a bundle of data sources: (data source, its metric names), queried one by one when the bundle fails
     parts: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    #: platform defaults' metrics, in an order of their own (`all_metrics_sql`'s `canonical`)
+    shared: bool = False
 
 
 #: the experiment slug written into validation SQL: queries then only differ where configs differ, so the
@@ -218,32 +221,36 @@ def build_queries(target: Target, today: dt.date, *, own_dates: bool = True) -> 
         checked |= {n for names in groups.values() for n in names}
         for shared_flag in (True, False):
             bundle = {ds: names for (ds, flag), names in groups.items() if flag == shared_flag}
-            target.queries += bundled_queries(target, basis, bundle)
+            target.queries += bundled_queries(target, basis, bundle, shared=shared_flag)
 
 
-def bundled_queries(target: Target, basis: AnalysisBasis, groups: dict[str, list[str]]) -> list[Query]:
+def bundled_queries(
+    target: Target, basis: AnalysisBasis, groups: dict[str, list[str]], *, shared: bool = False
+) -> list[Query]:
     """One metrics query holding every data source of `groups` (as Jetstream's own query does): most
     configs compile, and one query costs a fraction of one per data source. It keeps the groups as
     `parts`; a failing bundle is split into them (`data_source_queries`) so blame stays exact."""
     if len(groups) <= 1:
-        return data_source_queries(target, basis, groups)
+        return data_source_queries(target, basis, groups, shared=shared)
     names = [n for group in groups.values() for n in group]
     try:
-        sql = metrics_query(target.resolved, target.limits, basis, names)
+        sql = metrics_query(target.resolved, target.limits, basis, names, canonical=shared)
     except Exception:  # noqa: BLE001 - one query per data source reports which one cannot be built
-        return data_source_queries(target, basis, groups)
+        return data_source_queries(target, basis, groups, shared=shared)
     if sql is None:
         return []
     return [Query(f"metrics/{basis.value}/" + "+".join(groups), sql, basis, None, tuple(names),
-                  parts=tuple((ds, tuple(group)) for ds, group in groups.items()))]
+                  parts=tuple((ds, tuple(group)) for ds, group in groups.items()), shared=shared)]
 
 
-def data_source_queries(target: Target, basis: AnalysisBasis, groups: dict[str, Sequence[str]]) -> list[Query]:
+def data_source_queries(
+    target: Target, basis: AnalysisBasis, groups: dict[str, Sequence[str]], *, shared: bool = False
+) -> list[Query]:
     """One metrics query per data source of `groups`; one that cannot be built is a problem."""
     out = []
     for data_source, names in groups.items():
         try:
-            sql = metrics_query(target.resolved, target.limits, basis, list(names))
+            sql = metrics_query(target.resolved, target.limits, basis, list(names), canonical=shared)
         except Exception as e:  # noqa: BLE001 - e.g. a template mozanalysis cannot render
             target.report.problems.append(Problem(
                 target.display, "metrics",
@@ -251,7 +258,8 @@ def data_source_queries(target: Target, basis: AnalysisBasis, groups: dict[str, 
             ))
             continue
         if sql is not None:
-            out.append(Query(f"metrics/{basis.value}/{data_source}", sql, basis, data_source, tuple(names)))
+            out.append(Query(f"metrics/{basis.value}/{data_source}", sql, basis, data_source, tuple(names),
+                             shared=shared))
     return out
 
 
@@ -304,14 +312,20 @@ def all_metrics_sql(
     basis: AnalysisBasis,
     enrollments_table: str,
     names: Iterable[str] | None = None,
+    *,
+    canonical: bool = False,
 ) -> str | None:
     """One metrics query over one window holding the metrics of every period (as Jetstream's
-    `validate` does); None when no metric has SQL. Restricted to `names` when given."""
+    `validate` does); None when no metric has SQL. Restricted to `names` when given. With `canonical`,
+    the metrics are in an order of their own (by data source and name) rather than the config's: the
+    platform defaults' metrics then give every config that lists them the same query, compiled once."""
     summaries = [
         s for s in unique_summaries(resolved, names)
         if basis in s.metric.analysis_bases
         and (s.metric.select_expression or s.metric.depends_on)
     ]
+    if canonical:
+        summaries.sort(key=lambda s: (s.metric.data_source.name if s.metric.data_source else "", s.metric.name))
     if not any(
         s.metric.select_expression or any(d.metric.select_expression for d in s.metric.depends_on or [])
         for s in summaries
