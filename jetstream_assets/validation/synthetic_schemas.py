@@ -173,6 +173,7 @@ class _Collector:
         passed through a name being resolved now (then the guard would cut it here: computed again)."""
         hit = self._routes.get(key)
         if hit is not None and hit.anchor is anchor and not (hit.visited & self._active):
+            self._visited |= hit.visited  # what an enclosing resolution went through, this one included
             return hit.routes
         cuts, visited = self._cuts, self._visited
         self._visited = set()
