@@ -115,3 +115,23 @@ def test_synthetic_engine_reads_no_file():
             engine.con.execute("SET enable_external_access = true")
     finally:
         engine.close()
+
+
+def test_a_column_path_is_followed_once_per_query_with_every_use_typed(monkeypatch):
+    """A metrics query names the enrollments' columns and a data source's columns again and again (each
+    data source, USING, GROUP BY): each path is followed to its table once, and every use still types it."""
+    from jetstream_assets.validation import synthetic_schemas
+
+    lookups = []
+    real = synthetic_schemas._Collector._unqualified_source
+    monkeypatch.setattr(synthetic_schemas._Collector, "_unqualified_source",
+                        lambda self, scope, name, skip=None: lookups.append(name) or real(self, scope, name, skip))
+    uses = " + ".join(["clicks"] * 40)
+    sql = (f"WITH s AS (SELECT client_id, clicks, tag FROM d.t) "
+           f"SELECT client_id, SUM({uses}) AS n, LOGICAL_OR(tag = 'a') AS t, "
+           f"(SELECT COUNT(*) FROM d.u AS u WHERE u.client_id = s.client_id AND u.kind = s.tag) AS c "
+           f"FROM s GROUP BY client_id")
+    schemas = {key: {c.name: str(c.arrow) for c in cols} for key, cols in table_schemas([sql]).items()}
+    assert schemas == {("d", "t"): {"client_id": "string", "clicks": "int64", "tag": "string"},
+                       ("d", "u"): {"client_id": "string", "kind": "string"}}
+    assert lookups.count("clicks") <= 2  # once in the outer query, once in the CTE (not 40 times each)
