@@ -230,3 +230,30 @@ def test_outcomes_are_copied_for_each_experiment_only_when_asked_for(hub):
     assert mine is not original and mine is not second.spec_for_outcome("unused", "firefox_desktop")
     assert list(mine.metrics) == list(original.metrics) == ["active_hours"]
     assert first.spec_for_outcome("unused", "fenix") is None and first.spec_for_outcome("nope", "firefox_desktop") is None
+
+
+def test_configs_listing_the_defaults_in_another_order_share_their_query(tmp_path, compiled):
+    """A config that also lists a default metric in an earlier period puts it first in its own order; the
+    defaults' query is written in an order of its own, so both configs compile the same one."""
+    files = {
+        "definitions/firefox_desktop.toml": DEFINITIONS + """
+            [metrics.days]
+            select_expression = "COUNT(submission_date)"
+            data_source = "clients_daily"
+            [metrics.days.statistics.bootstrap_mean]
+        """,
+        "jetstream/defaults/firefox_desktop.toml": """
+            [metrics]
+            weekly = ["active_hours", "days"]
+        """,
+        "jetstream/plain.toml": "",
+        "jetstream/daily-hours.toml": """
+            [metrics]
+            daily = ["active_hours"]
+        """,
+    }
+    hub = write_hub(tmp_path, files)
+    reports = _validate(hub, "plain", "daily-hours")
+    assert all(r.valid for r in reports.values()), {k: [str(p) for p in r.problems] for k, r in reports.items()}
+    defaults = [sql for sql in compiled if "active_hours_sum" in sql]
+    assert len(defaults) == 1 and "COUNT(submission_date)" in defaults[0]
