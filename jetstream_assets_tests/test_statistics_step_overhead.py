@@ -1,6 +1,6 @@
 """The statistics step's per-statistic bookkeeping without pandas' per-call overhead gives what the pandas
-calls gave: dropna of a statistic's frame, the identity counts (a groupby), the linear model's pooled cap
-(Series.quantile) and branch coding, and the binomial's frozen Beta posterior."""
+calls gave: the segment filter and dropna of a statistic's frame, the identity counts (a groupby), the linear
+model's pooled cap (Series.quantile) and branch coding, and the binomial's frozen Beta posterior."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import scipy.stats as st
 from jetstream_assets.assets import statistics as step
 from jetstream_assets.statistics.engine import compute_statistic
 from jetstream_assets.statistics.estimators import _pooled_cap
+from jetstream_assets.statistics.results import records_frame
 
 RNG = np.random.default_rng(14)
 FRAMES = {
@@ -29,26 +30,38 @@ FRAMES = {
 
 @pytest.mark.parametrize("case", FRAMES)
 @pytest.mark.parametrize("columns", [["m"], ["m", "n"]])
-def test_dropping_clients_without_a_value_equals_dropna(case, columns):
+@pytest.mark.parametrize("segment", [None, [True, False, True, True]])
+def test_a_statistics_frame_equals_dropna_of_the_segment(case, columns, segment):
+    """The frame a statistic gets from the metrics table (its clients found by masks, its columns taken at
+    their positions) equals pandas' segment filter and dropna, dtypes included."""
     frame = FRAMES[case]
-    pd.testing.assert_frame_equal(step._drop_missing(frame, columns), frame.dropna(subset=columns))
+    in_segment = None if segment is None else np.array(segment[: len(frame)], dtype=bool)
+    table = step.MetricsTable(frame)
+    keep = np.logical_and.reduce([table.present(c) for c in columns])
+    if in_segment is not None:
+        keep &= in_segment
+    got = table.frame_of({"branch": "branch", **{c: c for c in columns}}, np.flatnonzero(keep))
+    expected = (frame if in_segment is None else frame[in_segment])[["branch", *columns]].dropna(subset=columns)
+    pd.testing.assert_frame_equal(got, expected.reset_index(drop=True))
 
 
 @pytest.mark.parametrize("branches", [["a", "b"], ["b", "a", "nobody"], []])
-def test_identity_counts_equal_a_groupby(branches):
+@pytest.mark.parametrize("segment", [None, [True, True, False, True, False, True]])
+def test_identity_counts_equal_a_groupby(branches, segment):
     analysed = pd.DataFrame({"branch": ["a", "b", "a", None, "c", "a"]})
-    n = analysed.groupby("branch").size()
+    rows = None if segment is None else np.flatnonzero(segment)
+    n = (analysed if rows is None else analysed.iloc[rows]).groupby("branch").size()
     expected = pd.DataFrame(
         {"metric": "identity", "statistic": "count", "parameter": None, "branch": b, "comparison": None,
          "comparison_to_branch": None, "ci_width": None, "point": float(n.get(b, 0)), "lower": None,
          "upper": None, "segment": "all", "analysis_basis": "exposures"}
         for b in branches
     )
-    counts = step._counts(analysed, branches, "all", "exposures")
+    counts = records_frame(step._count_records(step.MetricsTable(analysed), rows, branches, "all", "exposures"))
     if not branches:
         assert counts.empty
     else:
-        pd.testing.assert_frame_equal(counts, expected)
+        pd.testing.assert_frame_equal(counts, expected.astype(object))
 
 
 @pytest.mark.parametrize("kind", ["float with gaps", "integers", "all missing", "booleans", "nullable"])

@@ -16,7 +16,9 @@ from jetstream_assets.assets.common import code_version, md_table, warehouse_kin
 from jetstream_assets.monitoring import log_context
 from jetstream_assets.sql import names
 from jetstream_assets.sql.queries import bases_for, metrics_for, segments_of
-from jetstream_assets.statistics import STATISTIC_COLUMNS, compute_statistic
+from jetstream_assets.statistics import STATISTIC_COLUMNS
+from jetstream_assets.statistics.engine import statistic_records
+from jetstream_assets.statistics.results import records_frame
 from jetstream_assets.statistics.estimators import factorize_branches
 from jetstream_assets.warehouse.base import Warehouse
 from jetstream_assets.windows import AnalysisWindow
@@ -40,12 +42,6 @@ def _basis_filter(df: pd.DataFrame, basis: str) -> pd.DataFrame:
     return df[mask]
 
 
-def _segment_filter(df: pd.DataFrame, segment: str) -> pd.DataFrame:
-    if segment == "all":
-        return df
-    return df[df[segment].fillna(False).astype(bool)]
-
-
 def _covariate(summary, window: AnalysisWindow):
     params = summary.statistic.params or {}
     adjustment = params.get("covariate_adjustment")
@@ -57,14 +53,56 @@ def _covariate(summary, window: AnalysisWindow):
     return adjustment.get("metric", summary.metric.name), period
 
 
-def _summary_data(cell, window, summary, metrics_df, covariates: dict, made: dict) -> pd.DataFrame:
-    """The per-client frame a statistic needs: branch, the metric (or its dependencies), a covariate
-    (`covariates`: the column of `metrics_df` holding each covariate, None when it is missing, or the error
-    that joining it raised). `made` keeps the frames made from this `metrics_df`: the statistics of one
-    metric share theirs (compute_statistic never changes the frame it is given)."""
+class MetricsTable:
+    """A basis' metrics table as its statistics read it: the branches factorised once, each column's
+    missing values and each segment's clients found once (not once per statistic)."""
+
+    def __init__(self, frame: pd.DataFrame):
+        self.frame = frame
+        self.codes, self.labels = factorize_branches(frame)
+        self._present: dict[str, np.ndarray] = {}
+
+    def present(self, column: str) -> np.ndarray:
+        """Rows with a value in the column."""
+        if column not in self._present:
+            self._present[column] = self.frame[column].notna().to_numpy()
+        return self._present[column]
+
+    def segment(self, segment: str) -> np.ndarray | None:
+        """Rows of the segment's clients, None for all (a missing flag counts as outside)."""
+        if segment == "all":
+            return None
+        return self.frame[segment].fillna(False).astype(bool).to_numpy()
+
+    def counts(self, rows: np.ndarray | None) -> np.ndarray:
+        """Clients per label among the rows (all when None)."""
+        codes = self.codes if rows is None else self.codes[rows]
+        return np.bincount(codes[codes >= 0], minlength=len(self.labels))
+
+    def frame_of(self, columns: dict[str, str], rows: np.ndarray | None) -> pd.DataFrame:
+        """{new name: column} of the rows (all when None), as a frame indexed by position."""
+        return pd.DataFrame({name: _take(self.frame[column], rows) for name, column in columns.items()},
+                            copy=False)
+
+
+def _take(series: pd.Series, rows: np.ndarray | None):
+    """The values of a column at the rows (positions; all when None), keeping its dtype."""
+    if isinstance(series.dtype, np.dtype):
+        values = series.to_numpy()
+        return values if rows is None else values[rows]
+    return series.array if rows is None else series.array.take(rows)
+
+
+def _summary_data(cell, window, summary, table: MetricsTable, in_segment: np.ndarray | None, covariates: dict,
+                  made: dict) -> tuple[pd.DataFrame, tuple[np.ndarray, list[str]]]:
+    """The per-client frame a statistic needs and its branch codes: the segment's clients with a value
+    for the metric (or its dependencies), their branch, a covariate (`covariates`: the column of the table
+    holding each covariate, None when it is missing, or the error that joining it raised). `made` keeps the
+    frames made for this segment: the statistics of one metric share theirs (statistics never change the
+    frame they are given)."""
     metric = summary.metric
     columns = [d.metric.name for d in metric.depends_on] if metric.depends_on else [metric.name]
-    missing = [c for c in columns if c not in metrics_df.columns]
+    missing = [c for c in columns if c not in table.frame.columns]
     if missing:
         raise KeyError(
             f"{cell.slug}: metric column(s) {missing} are not in the {window.period.value} metrics table "
@@ -76,20 +114,16 @@ def _summary_data(cell, window, summary, metrics_df, covariates: dict, made: dic
         raise joined
     key = (tuple(columns), joined and (joined, metric.name))
     if key not in made:
-        if joined is None:
-            made[key] = _drop_missing(metrics_df[["branch", *columns]], columns)
-        else:
-            data = _drop_missing(metrics_df[["branch", *columns, joined]], columns)
-            # as a left merge on (analysis_id, branch) leaves it: the table's rows in order, a fresh index
-            made[key] = data.rename(columns={joined: f"{metric.name}_pre"}).reset_index(drop=True)
+        keep = np.logical_and.reduce([table.present(c) for c in columns])
+        if in_segment is not None:
+            keep &= in_segment
+        rows = None if keep.all() else np.flatnonzero(keep)
+        names = {"branch": "branch", **{c: c for c in columns}}
+        if joined is not None:
+            names[f"{metric.name}_pre"] = joined
+        codes = table.codes if rows is None else table.codes[rows]
+        made[key] = table.frame_of(names, rows), (codes, table.labels)
     return made[key]
-
-
-def _drop_missing(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
-    """`frame.dropna(subset=columns)`: the rows with a value in every column (`frame` itself when all have
-    one, the common case, which dropna takes a millisecond to find out)."""
-    keep = np.logical_and.reduce([frame[c].notna().to_numpy() for c in columns])
-    return frame if keep.all() else frame[keep]
 
 
 class CovariateTable:
@@ -170,19 +204,14 @@ def _needed_columns(cell, window, basis, segments, present: list[str]) -> list[s
     return [c for c in dict.fromkeys(wanted) if c in present]
 
 
-def _counts(analysed: pd.DataFrame, branches: list[str], segment: str, basis: str) -> pd.DataFrame:
+def _count_records(table: MetricsTable, rows: np.ndarray | None, branches: list[str], segment: str,
+                  basis: str) -> list[tuple]:
     """Clients per branch (Jetstream's `identity` count), zero for a branch nobody enrolled in: the rows of
     the basis' metrics table in the segment, the clients the statistics analysed (with a custom exposure
     signal the exposures basis' metrics query finds exposures the enrollments table does not date)."""
-    codes, labels = factorize_branches(analysed)
-    n = dict(zip(labels, np.bincount(codes[codes >= 0], minlength=len(labels)).tolist()))
-    k = len(branches)
-    return pd.DataFrame({
-        "metric": ["identity"] * k, "statistic": ["count"] * k, "parameter": [None] * k, "branch": branches,
-        "comparison": [None] * k, "comparison_to_branch": [None] * k, "ci_width": [None] * k,
-        "point": [float(n.get(b, 0)) for b in branches], "lower": [None] * k, "upper": [None] * k,
-        "segment": [segment] * k, "analysis_basis": [basis] * k,
-    })
+    n = dict(zip(table.labels, table.counts(rows).tolist()))
+    return [("identity", "count", None, b, None, None, None, float(n.get(b, 0)), None, None, segment, basis)
+            for b in branches]
 
 
 def compute_window_statistics(
@@ -195,7 +224,7 @@ def compute_window_statistics(
     branches = [b.slug for b in cell.experiment.branches]
     reference = config.experiment.reference_branch
     segments = ["all", *segments_of(cell.resolved)]
-    frames, errors, covariates = [], [], {}
+    records, errors, covariates = [], [], {}
     for basis in bases_for(cell.resolved, window.period):
         table = names.metrics_table(cell.slug, basis.value, window.period, window.index)
         if not warehouse.table_exists(table):
@@ -213,8 +242,9 @@ def compute_window_statistics(
         )
         metrics_df, joined = _join_covariates(cell, window, basis, metrics_df, warehouse, covariates,
                                               covariate_tables)
+        metrics = MetricsTable(metrics_df)
         for segment in segments:
-            segment_df, made = _segment_filter(metrics_df, segment), {}
+            in_segment, made = metrics.segment(segment), {}
             for summary in metrics_for(cell.resolved, window.period, basis):
                 name, statistic = summary.metric.name, summary.statistic.name
                 extra = {"experiment": cell.slug, "metric": name, "statistic": statistic,
@@ -222,8 +252,8 @@ def compute_window_statistics(
                          "analysis_period": f"{window.period.value}_{window.index}"}
                 try:
                     with log_context(**extra):  # the engine's own warnings name this statistic
-                        data = _summary_data(cell, window, summary, segment_df, joined, made)
-                        rows = compute_statistic(
+                        data, codes = _summary_data(cell, window, summary, metrics, in_segment, joined, made)
+                        rows, _ = statistic_records(
                             data,
                             metric=name,
                             statistic=statistic,
@@ -236,16 +266,16 @@ def compute_window_statistics(
                             analysis_basis=basis.value,
                             seed=_seed(cell.slug, window.period.value, window.index, name, statistic,
                                        segment, basis.value),
+                            branch_codes=codes,
                         )
-                        frames.append(rows)
+                        records += rows
                 except Exception as e:  # one statistic never stops the others
                     logger.error(f"{statistic} of {name} failed for {cell.slug}: {e}", exc_info=True,
                                  extra=extra)
                     errors.append(f"{name}/{statistic}/{segment}/{basis.value}: {e}")
-            frames.append(_counts(segment_df, branches, segment, basis.value))
-    frames = [f for f in frames if len(f)]
-    result = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=STATISTIC_COLUMNS)
-    return result[STATISTIC_COLUMNS], errors
+            records += _count_records(metrics, None if in_segment is None else np.flatnonzero(in_segment),
+                                      branches, segment, basis.value)
+    return (records_frame(records) if records else pd.DataFrame(columns=STATISTIC_COLUMNS)), errors
 
 
 def headline(rows: pd.DataFrame, reference: str | None) -> pd.DataFrame:

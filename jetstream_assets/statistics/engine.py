@@ -18,7 +18,7 @@ import pandas as pd
 from . import estimators
 from .estimators import StatisticInput, factorize_branches
 from .pre_treatments import PreTreatmentContext, apply_pre_treatments, known_pre_treatments
-from .results import Row, StatisticError, empty_frame, rows_to_frame
+from .results import Row, StatisticError, records_frame, row_records
 
 logger = logging.getLogger(__name__)
 
@@ -205,6 +205,57 @@ def compute_statistic(
     data allow no result (e.g. a linear model of a metric without variation) the frame is empty and
     `frame.attrs["notes"]` says why; notes also record branches left out or fallbacks taken.
     """
+    records, notes = statistic_records(
+        data, metric, statistic, params, pre_treatments, branches, reference_branch, analysis_length_dates,
+        segment, analysis_basis, seed,
+    )
+    frame = records_frame(records)
+    frame.attrs["notes"] = notes
+    return frame
+
+
+def _codes_after(data: pd.DataFrame, df: pd.DataFrame, branch_codes) -> tuple[np.ndarray, list[str]]:
+    """The branch codes of the rows of `df` (what pre-treatments left of `data`): `branch_codes` (given for
+    `data`, whose index is then its positions) for the rows left, else `df`'s own factorised branches."""
+    if branch_codes is None:
+        return factorize_branches(df)
+    codes, labels = branch_codes
+    if len(df) == len(data):
+        return codes, labels
+    return codes[df.index.to_numpy()], labels
+
+
+def _present(codes: np.ndarray, labels: list[str], known: list[str] | None) -> list[str]:
+    """The labels some row has: those in `known`, then the others in order of their first row (the order
+    pd.factorize gives them, which is what orders them in the rows)."""
+    n = np.bincount(codes[codes >= 0], minlength=len(labels)) if labels else []
+    present = [label for label, count in zip(labels, n) if count]
+    unknown = [label for label in present if label not in (known or ())]
+    if len(unknown) > 1:
+        first = {label: int(np.argmax(codes == labels.index(label))) for label in unknown}
+        unknown.sort(key=first.__getitem__)
+    return [label for label in present if label in (known or ())] + unknown
+
+
+def statistic_records(
+    data: pd.DataFrame,
+    metric: str,
+    statistic: str,
+    params: dict | None = None,
+    pre_treatments: list[tuple[str, dict]] | None = None,
+    branches: list[str] | None = None,
+    reference_branch: str | None = None,
+    analysis_length_dates: int = 1,
+    segment: str = "all",
+    analysis_basis: str = "enrollments",
+    seed: int | None = None,
+    branch_codes: tuple[np.ndarray, list[str]] | None = None,
+) -> tuple[list[tuple], list[str]]:
+    """compute_statistic's rows as records (results.row_records), and its notes (logged as warnings).
+
+    `branch_codes`: data's branches factorised (estimators.factorize_branches; codes of any labels that
+    index them), given when the caller has them; `data`'s index must then be its row positions (0..n-1).
+    """
     if statistic not in STATISTICS:
         raise StatisticError(metric, statistic, "unknown statistic", f"Use one of: {', '.join(STATISTICS)}")
     spec = STATISTICS[statistic]
@@ -226,17 +277,19 @@ def compute_statistic(
     elif spec.needs_metric_column and metric not in data.columns:
         raise StatisticError(metric, statistic, f"column '{metric}' is not in the data", "Check the metric name")
     wanted = ["branch"] + [c for c in dict.fromkeys(columns + [c for c in data.columns if c.endswith("_pre")]) if c in data.columns]
-    df = data.loc[:, wanted]
+    # pre-treatments and estimators never change the frame they are given: no copy when it is all wanted
+    df = data if list(data.columns) == wanted else data.loc[:, wanted]
     if not (pd.api.types.is_object_dtype(df["branch"].dtype) or pd.api.types.is_string_dtype(df["branch"].dtype)):
         df = df.assign(branch=df["branch"].astype(str))
+        branch_codes = None  # the labels are the strings now
 
     ctx = PreTreatmentContext(metric, statistic, analysis_length_dates)
     df = apply_pre_treatments(df, columns, list(pre_treatments or []), ctx)
 
     reference_branch = reference_branch or "control"
     notes: list[str] = []
-    branch_codes = factorize_branches(df)
-    order = _branch_order(branch_codes[1], branches, reference_branch)
+    branch_codes = _codes_after(data, df, branch_codes)
+    order = _branch_order(_present(*branch_codes, branches), branches, reference_branch)
     for b in branches or []:
         if b not in order:
             notes.append(f"branch '{b}' has no clients (after pre-treatments): left out")
@@ -263,11 +316,9 @@ def compute_statistic(
     )
     with np.errstate(all="ignore"):
         rows = spec.fn(inp)
-    frame = rows_to_frame(rows, metric=metric, statistic=spec.output, segment=segment, analysis_basis=analysis_basis)
-    if frame.empty:
-        frame = empty_frame()
+    records = row_records(rows, metric=metric, statistic=spec.output, segment=segment, analysis_basis=analysis_basis)
+    if not records:
         notes.append(f"metric '{metric}', statistic '{statistic}': no result rows")
-    frame.attrs["notes"] = list(notes)
     for note in notes:
         logger.warning("metric %s, statistic %s: %s", metric, statistic, note)
-    return frame
+    return records, list(notes)

@@ -108,7 +108,7 @@ def _clip_top(x: np.ndarray, drop_highest: float) -> np.ndarray:
     """Cap a branch's values at its own (1 - drop_highest) quantile, as mozanalysis' bootstraps do."""
     if drop_highest <= 0 or len(x) == 0:
         return x
-    return np.clip(x, np.min(x, axis=0), np.quantile(x, 1 - drop_highest, axis=0))
+    return np.clip(x, np.min(x, axis=0), resampling.quantiles(x, 1 - drop_highest))
 
 
 def _comparison_rows(
@@ -324,7 +324,9 @@ def _pooled_cap(series: pd.Series, quantile: float) -> float:
         values = series.to_numpy()
         if values.dtype.kind == "f":
             values = values[~np.isnan(values)]
-        threshold = float(np.percentile(values, np.asarray([quantile]) * 100)[0]) if values.size else float("nan")
+        # np.percentile's quantile is the percentage divided by 100 again
+        q = np.true_divide(np.asarray([quantile]) * 100, 100)
+        threshold = float(resampling.quantiles(values, q)[0]) if values.size else float("nan")
     else:
         threshold = float(series.quantile(quantile))
     if pd.api.types.is_integer_dtype(series.dtype):
@@ -430,7 +432,7 @@ def linear_model_mean(inp: StatisticInput) -> list[Row]:
 
     skipped: set[str] = set()
     for r in inp.branches:
-        ref_values = y_all[(df["branch"].to_numpy() == r) & ~np.isnan(y_all)]
+        ref_values = y_all[inp._branch_mask(r) & ~np.isnan(y_all)]
         if len(ref_values) and (np.minimum(ref_values, y_cap) == 0).all():
             skipped.add(r)
             inp.notes.append(
@@ -501,8 +503,7 @@ def per_client_dau_impact(inp: StatisticInput) -> list[Row]:
 
 def count(inp: StatisticInput) -> list[Row]:
     """Clients per branch (every row, with or without a value)."""
-    sizes = inp.data.groupby("branch", sort=False).size()
-    return [Row(b, float(sizes.get(b, 0))) for b in inp.branches]
+    return [Row(b, float(np.count_nonzero(inp._branch_mask(b)))) for b in inp.branches]
 
 
 def sum_(inp: StatisticInput) -> list[Row]:

@@ -191,10 +191,37 @@ def quantile_bootstrap(sorted_values: np.ndarray, quantiles: list[float], num_sa
     return sorted_values[idx]
 
 
+def quantiles(values: np.ndarray, q) -> np.ndarray:
+    """`np.quantile(values, q, axis=0)` (its default linear method), the same floats, from one sort.
+
+    numpy sorts floats with vectorised (SIMD) code, several times faster than the partition np.quantile
+    makes; the order statistics are the same, and so is numpy's interpolation, step by step: the virtual
+    index (n - 1) q, its neighbours (the last value past the end), the lerp from the nearer end, and NaN
+    where a lane holds a NaN."""
+    # lanes sorted along the last axis, the fast one (a transposed view keeps axis 0 the samples)
+    x = np.sort(values, axis=0) if np.ndim(values) < 2 else np.sort(np.asarray(values).T, axis=-1).T
+    n = x.shape[0]
+    q = np.asarray(q, dtype=float)
+    virtual = (n - 1) * q
+    previous = np.atleast_1d(np.floor(virtual).astype(np.intp)).reshape(q.shape)
+    following = np.array(previous + 1)
+    above = virtual >= n - 1
+    previous[above] = following[above] = -1
+    gamma = np.asarray(virtual - previous).reshape(q.shape + (1,) * (x.ndim - 1))
+    a, b = x[previous], x[following]
+    diff = b - a
+    result = np.asarray(np.add(a, diff * gamma))
+    np.subtract(b, diff * (1 - gamma), out=result, where=gamma >= 0.5)
+    nan = np.isnan(x[-1])
+    if nan.any():
+        np.copyto(result, x[-1], where=nan)
+    return result
+
+
 def summarize(samples: np.ndarray, ci: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Mean and equal-tailed interval ends of draws along axis 0 (non-finite draws propagate as NaN)."""
     lo_q = (1 - ci) / 2
     with np.errstate(invalid="ignore", over="ignore"):
         point = np.mean(samples, axis=0)
-        lower, upper = np.quantile(samples, [lo_q, 1 - lo_q], axis=0)
+        lower, upper = quantiles(samples, [lo_q, 1 - lo_q])
     return point, lower, upper

@@ -78,17 +78,17 @@ def finite_or_none(value: Any) -> float | None:
     return f if math.isfinite(f) else None
 
 
-def rows_to_frame(
+def row_records(
     rows: Iterable[Row],
     *,
     metric: str,
     statistic: str,
     segment: str,
     analysis_basis: str,
-) -> pd.DataFrame:
-    """Build the statistics frame, deduplicated on the row key as Jetstream's result collection is (the last
-    row of a key wins, in its place). Every column holds Python objects: missing values are None, never NaN,
-    all the way to JSON."""
+) -> list[tuple]:
+    """The statistics rows as records (tuples in STATISTIC_COLUMNS order), deduplicated on the row key as
+    Jetstream's result collection is (the last row of a key wins, in its place). Missing values are None,
+    never NaN, all the way to JSON."""
     records = {}  # row key -> values; a later row of the same key replaces the earlier one at its own place
     for r in rows:
         record = (
@@ -108,11 +108,29 @@ def rows_to_frame(
         key = record[:7]
         records.pop(key, None)
         records[key] = record
+    return list(records.values())
+
+
+def records_frame(records: list[tuple]) -> pd.DataFrame:
+    """The statistics frame of records (row_records'): every column holds Python objects."""
     if not records:
         return empty_frame()
     values = np.empty((len(records), len(STATISTIC_COLUMNS)), dtype=object)
-    values[:] = list(records.values())
+    values[:] = records
     return pd.DataFrame(values, columns=STATISTIC_COLUMNS)
+
+
+def rows_to_frame(
+    rows: Iterable[Row],
+    *,
+    metric: str,
+    statistic: str,
+    segment: str,
+    analysis_basis: str,
+) -> pd.DataFrame:
+    """The statistics frame of rows: row_records as a frame."""
+    return records_frame(row_records(rows, metric=metric, statistic=statistic, segment=segment,
+                                     analysis_basis=analysis_basis))
 
 
 def _text_or_none(value: Any) -> Any:
