@@ -63,7 +63,7 @@ if profiler:
     stats.print_stats(45)
     stats.sort_stats("tottime").print_stats(30)
     text = out.getvalue()
-print(json.dumps({"wall": wall, "cpu": cpu, "cells": len(cells), "profile": text}))
+print(json.dumps({"wall": wall, "cpu": cpu, "cells": len(cells), "profile": text, "code": step.__file__}))
 """
 
 
@@ -86,10 +86,13 @@ def copy_home(kept: Path, into: Path) -> Path:
 
 def timed(code: Path, home: Path, profile: bool = False) -> dict:
     done = subprocess.run([sys.executable, "-c", TIMED, str(home), SLUG, "1" if profile else "0", TODAY],
-                          env=_env(code), capture_output=True, text=True)
+                          env=_env(code), cwd=home.parent, capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"statistics step failed in {code}:\n{done.stdout}\n{done.stderr}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    if not Path(got["code"]).is_relative_to(code):
+        raise SystemExit(f"the step ran {got['code']}, not the code in {code}")
+    return got
 
 
 def compare(a: Path, b: Path) -> tuple[int, int, float]:
