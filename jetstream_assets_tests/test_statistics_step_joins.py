@@ -1,6 +1,7 @@
 """The statistics step joins each pre-enrollment covariate once per metrics table (not once per statistic and
 segment) and builds its rows without a DataFrame round trip per statistic; the results are the same as
-before: a left merge per statistic, and pandas' drop_duplicates of the rows."""
+before: a left merge, and pandas' drop_duplicates of the rows. (The whole step against a merge per statistic:
+test_statistics_step_reference.py.)"""
 
 from __future__ import annotations
 
@@ -65,47 +66,3 @@ def test_rows_to_frame_equals_pandas_dedup_of_the_records():
                                            for v in expected[c]], dtype=object) for c in STATISTIC_COLUMNS})
     pd.testing.assert_frame_equal(frame, expected)
     assert frame.loc[0, "point"] is None and frame.loc[0, "upper"] is None  # None, never NaN
-
-
-def _merge_per_statistic(cell, window, summary, metrics_df, covariates, made):
-    """The former way: each statistic merged its covariate table into its own segment's frame."""
-    metric = summary.metric
-    columns = [d.metric.name for d in metric.depends_on] if metric.depends_on else [metric.name]
-    data = metrics_df[["analysis_id", "branch", *columns]].dropna(subset=columns)
-    covariate = step._covariate(summary, window)
-    if covariate is not None:
-        table = names.metrics_table(cell.slug, "enrollments", covariate[1], 1)
-        pre = _WAREHOUSE[0].read_table(table, ["analysis_id", "branch", covariate[0]])
-        data = data.merge(pre.rename(columns={covariate[0]: f"{metric.name}_pre"}),
-                          on=["analysis_id", "branch"], how="left")
-    return data.drop(columns=["analysis_id"])
-
-
-_WAREHOUSE: list = []
-
-
-def test_window_statistics_equal_a_merge_per_statistic(tmp_path_factory, monkeypatch):
-    slug = "demo-custom"  # enrollment ends 2026-10-31: the pre-enrollment week, then daily and week 1
-    dates = [dt.date(2026, 11, 1), dt.date(2026, 11, 7)]
-    with build_world(tmp_path_factory.mktemp("joins"), 3_000) as world:
-        summary = run_experiment(world.instance, world.defs, slug, dates)
-        assert summary.success, summary.errors
-        planner = Planner(world.resources["experimenter"], world.resources["metric_hub"], TODAY)
-        cells = [planner.plan(slug, d) for d in dates]
-        windows = [(c, w) for c in cells if isinstance(c, Cell) for w in c.windows]
-        assert {w.period.value for _, w in windows} >= {"day", "week"}
-        covariates = names.metrics_table(slug, "enrollments", AnalysisPeriod.PREENROLLMENT_WEEK, 1)
-        assert "uri_count" in world.warehouse.table_columns(covariates)  # so the adjusted statistics adjust
-        tables: dict = {}  # shared by the windows, as in a step
-        now = {(c.analysis_date, w.period, w.index): step.compute_window_statistics(c, w, world.warehouse, tables)[0]
-               for c, w in windows}
-        assert len(tables) == 2  # uri_count and active_hours of the pre-enrollment week, read once each
-        _WAREHOUSE[:] = [world.warehouse]
-        monkeypatch.setattr(step, "_join_covariates", lambda cell, window, basis, df, wh, read, tables: (df, {}))
-        monkeypatch.setattr(step, "_summary_data", _merge_per_statistic)
-        adjusted = 0
-        for c, w in windows:
-            before = step.compute_window_statistics(c, w, world.warehouse)[0]
-            pd.testing.assert_frame_equal(now[c.analysis_date, w.period, w.index], before, check_exact=True)
-            adjusted += int((before["statistic"] == "mean_lm").sum())
-        assert adjusted > 0  # covariate-adjusted statistics were compared
