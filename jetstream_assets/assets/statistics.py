@@ -116,7 +116,7 @@ def _summary_data(cell, window, summary, table: MetricsTable, in_segment: np.nda
     if key not in made:
         keep = np.logical_and.reduce([table.present(c) for c in columns])
         if in_segment is not None:
-            keep &= in_segment
+            keep = keep & in_segment
         rows = None if keep.all() else np.flatnonzero(keep)
         names = {"branch": "branch", **{c: c for c in columns}}
         if joined is not None:

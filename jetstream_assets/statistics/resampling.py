@@ -202,7 +202,7 @@ def quantiles(values: np.ndarray, q) -> np.ndarray:
     numpy sorts floats with vectorised (SIMD) code, several times faster than the partition np.quantile
     makes; the order statistics are the same, and so is numpy's interpolation, step by step: the virtual
     index (n - 1) q, its neighbours (the last value past the end), the lerp from the nearer end, and NaN
-    where a lane holds a NaN."""
+    where a lane holds a NaN. (Only the sign of a zero may differ: -0.0 and 0.0 sort as equals.)"""
     # lanes sorted along the last axis, the fast one (a transposed view keeps axis 0 the samples)
     x = np.sort(values, axis=0) if np.ndim(values) < 2 else np.sort(np.asarray(values).T, axis=-1).T
     n = x.shape[0]
