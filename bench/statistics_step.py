@@ -4,8 +4,8 @@ Given a home where `run --experiment demo-custom --all-dates` has run (its metri
 each side copies the home's results (telemetry linked, not copied) and times, in one process after its
 imports, the statistics step's compute over every cell of the rerun, in date order, with the step's shared
 state made once as the step makes it: the rows computed and their tables written. A B A B ...; then the
-statistics tables of the two sides are compared (the ratio of the largest difference to its interval width;
-0 when identical).
+results of the two sides are compared as bench/rerun.py compares them (statistics within Monte Carlo error;
+exit status 1 when they differ), and the statistics tables that are bit-identical are counted.
 
     .venv/bin/python bench/statistics_step.py --home DIR --baseline <commit> [--repeats 3] [--profile]
 
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -26,9 +25,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parents[1]
-TODAY = "2026-11-24"
-SLUG = "demo-custom"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from rerun import ROOT, SLUG, TODAY, _env, compare, extract  # noqa: E402
 
 # Run in a child process whose PYTHONPATH is the side's code; prints one JSON line.
 TIMED = """
@@ -67,12 +65,6 @@ print(json.dumps({"wall": wall, "cpu": cpu, "cells": len(cells), "profile": text
 """
 
 
-def _env(code: Path) -> dict[str, str]:
-    env = {**os.environ, "JETSTREAM_TODAY": TODAY, "PYTHONPATH": str(code), "JETSTREAM_LOG_LEVEL": "ERROR"}
-    env.pop("DAGSTER_HOME", None)
-    return env
-
-
 def copy_home(kept: Path, into: Path) -> Path:
     """The kept home without its Dagster instance and exports; telemetry linked, results copied."""
     into.mkdir(parents=True)
@@ -95,28 +87,10 @@ def timed(code: Path, home: Path, profile: bool = False) -> dict:
     return got
 
 
-def compare(a: Path, b: Path) -> tuple[int, int, float]:
-    """(tables, tables bit-identical, largest |A - B| / interval width over point, lower and upper)."""
+def identical(a: Path, b: Path) -> tuple[int, int]:
+    """(statistics tables, how many of them are bit-identical on both sides)."""
     names = sorted(p.name for p in a.glob("statistics_*.parquet"))
-    identical, worst = 0, 0.0
-    for name in names:
-        fa, fb = pd.read_parquet(a / name), pd.read_parquet(b / name)
-        if fa.equals(fb):
-            identical += 1
-            continue
-        if len(fa) != len(fb) or not fa[["metric", "statistic", "branch"]].equals(fb[["metric", "statistic", "branch"]]):
-            worst = float("inf")
-            continue
-        width = (fb["upper"] - fb["lower"]).abs().fillna(0.0).to_numpy(float)
-        for column in ("point", "lower", "upper"):
-            x, y = fa[column].to_numpy(float), fb[column].to_numpy(float)
-            if (np.isnan(x) != np.isnan(y)).any():
-                worst = float("inf")
-            both = ~(np.isnan(x) | np.isnan(y))
-            scale = np.maximum(width, 1e-9 * np.maximum(np.abs(y), 1.0))[both]
-            if both.any():
-                worst = max(worst, float((np.abs(x - y)[both] / scale).max()))
-    return len(names), identical, worst
+    return len(names), sum(pd.read_parquet(a / n).equals(pd.read_parquet(b / n)) for n in names)
 
 
 def main(argv=None) -> int:
@@ -130,10 +104,7 @@ def main(argv=None) -> int:
                             capture_output=True, text=True).stdout.strip()
     work = Path(tempfile.mkdtemp(prefix="statistics-step-"))
     try:
-        baseline = work / "baseline"
-        baseline.mkdir()
-        archive = subprocess.run(["git", "-C", str(ROOT), "archive", commit], check=True, capture_output=True).stdout
-        subprocess.run(["tar", "-x", "-C", str(baseline)], input=archive, check=True)
+        baseline = extract(commit, work / "baseline")
         sides = {"A (this code)": ROOT, f"B ({commit[:10]})": baseline}
         homes = {name: copy_home(args.home.resolve(), work / f"home-{i}") for i, name in enumerate(sides)}
         walls: dict[str, list[float]] = {n: [] for n in sides}
@@ -151,12 +122,14 @@ def main(argv=None) -> int:
         print(f"statistics step of the {SLUG} rerun, median of {args.repeats}: {a} {wa:.2f}s wall ({ca:.2f}s CPU), "
               f"{b} {wb:.2f}s wall ({cb:.2f}s CPU)")
         print(f"speed-up B/A: {wb / wa:.2f}x wall, {cb / ca:.2f}x CPU")
-        tables, identical, worst = compare(*(homes[n] / "warehouse" / "mozanalysis" for n in (a, b)))
-        print(f"statistics tables: {identical} of {tables} identical; largest difference {worst:.2e} of an "
-              f"interval width")
+        results = [homes[n] / "warehouse" / "mozanalysis" for n in (a, b)]
+        tables, same = identical(*results)
+        print(f"statistics tables: {same} of {tables} bit-identical")
+        problems = compare(*results)  # bench/rerun.py's: tables identical, statistics within Monte Carlo error
+        print("results: " + ("equal" if not problems else "DIFFERENT\n  " + "\n  ".join(problems)))
         if args.profile:
             print(timed(ROOT, homes[a], profile=True)["profile"])
-        return 0 if worst < 0.1 else 1
+        return 1 if problems else 0
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
