@@ -181,19 +181,7 @@ def _branch_order(present: list[str], branches: list[str] | None, reference_bran
     return order
 
 
-def compute_statistic(
-    data: pd.DataFrame,
-    metric: str,
-    statistic: str,
-    params: dict | None = None,
-    pre_treatments: list[tuple[str, dict]] | None = None,
-    branches: list[str] | None = None,
-    reference_branch: str | None = None,
-    analysis_length_dates: int = 1,
-    segment: str = "all",
-    analysis_basis: str = "enrollments",
-    seed: int | None = None,
-) -> pd.DataFrame:
+def compute_statistic(data: pd.DataFrame, metric: str, statistic: str, *args, **kwargs) -> pd.DataFrame:
     """Rows (STATISTIC_COLUMNS) of one statistic of one metric, every branch and every ordered branch pair.
 
     data: one row per client with "branch" and the metric column ("<metric>_pre" for covariate adjustment,
@@ -204,11 +192,11 @@ def compute_statistic(
     Raises StatisticError (naming metric and statistic) for configuration errors and unusable data. When the
     data allow no result (e.g. a linear model of a metric without variation) the frame is empty and
     `frame.attrs["notes"]` says why; notes also record branches left out or fallbacks taken.
+
+    The other parameters are statistic_records' (params, pre_treatments, branches, reference_branch,
+    analysis_length_dates, segment, analysis_basis, seed).
     """
-    records, notes = statistic_records(
-        data, metric, statistic, params, pre_treatments, branches, reference_branch, analysis_length_dates,
-        segment, analysis_basis, seed,
-    )
+    records, notes = statistic_records(data, metric, statistic, *args, **kwargs)
     frame = records_frame(records)
     frame.attrs["notes"] = notes
     return frame
