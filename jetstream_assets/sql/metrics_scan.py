@@ -49,6 +49,15 @@ _BASIS = "_scan_basis"
 _FIRST = "_scan_first_date"
 _LAST = "_scan_last_date"
 _BRANCH = "_scan_branch"
+_SPAN = "_scan_span"  # the days a (window, basis) aggregates, shared by the windows with the same days
+_ANCHOR = "_scan_anchor"  # the basis whose date a span counts its days from
+_ROW_ANCHOR = "_scan_row_anchor"
+_START = "_scan_start"
+_END = "_scan_end"
+_DAY = "_scan_day"  # a day of a span, counted from the anchor date
+# what a data source's metrics or first-day filter may not refer to: it differs between the (window, basis)
+# rows that share an aggregation (a column of ds is prefixed `ds.`, and such columns are not matched)
+_BY_WINDOW = re.compile(r"(?<![\w.])(?:e\.)?(?:exposure_date|num_exposure_events|analysis_window_\w+|_scan_\w+)\b")
 
 # mozanalysis' lookup of the experiment's branch in a telemetry row's experiments map (data sources'
 # experiments_column_type, in the first-day filter and the sanity metrics), with its optional `.branch`
@@ -132,15 +141,31 @@ def shared_metrics_sql(resolved: ResolvedConfig, windows: list[ScanWindow], enro
     for w in windows:
         for m in query_metrics(resolved, w.period, w.basis):
             metrics.setdefault(m.name, m)
+    signal = resolved.config.experiment.exposure_signal
+    # the days each (window, basis) aggregates: its window's days counted from its anchor date (the
+    # exposure date for the exposures basis without an exposure signal, else the enrollment date), within
+    # its data dates; windows with the same days (the two bases of a window, with a signal) share one
+    # aggregation, made once per client
+    spans: dict[tuple, int] = {}
+    span_of = [
+        spans.setdefault(("exposures" if signal is None and w.basis == AnalysisBasis.EXPOSURES else "enrollments",
+                          w.start, w.end, w.first_date, w.last_date), len(spans))
+        for w in windows
+    ]
     rows = "\n    UNION ALL\n    ".join(
         f"SELECT {i} AS {WINDOW_ID}, '{w.basis.value}' AS {_BASIS}, {w.start} AS analysis_window_start, "
-        f"{w.end} AS analysis_window_end, {_date(w.first_date)} AS {_FIRST}, {_date(w.last_date)} AS {_LAST}"
+        f"{w.end} AS analysis_window_end, {_date(w.first_date)} AS {_FIRST}, {_date(w.last_date)} AS {_LAST}, "
+        f"{span_of[i]} AS {_SPAN}"
         for i, w in enumerate(windows)
+    )
+    span_rows = "\n    UNION ALL\n    ".join(
+        f"SELECT {i} AS {_SPAN}, '{anchor}' AS {_ANCHOR}, {start} AS {_START}, {end} AS {_END}, "
+        f"{_date(first_date)} AS {_FIRST}, {_date(last_date)} AS {_LAST}"
+        for (anchor, start, end, first_date, last_date), i in spans.items()
     )
     first = min(w.first_date for w in windows)
     last = max(w.last_date for w in windows)
-    ctes = [f"analysis_windows AS (\n    {rows}\n)"]
-    signal = resolved.config.experiment.exposure_signal
+    ctes = [f"analysis_windows AS (\n    {rows}\n)", f"analysis_spans AS (\n    {span_rows}\n)"]
     exposure_columns = "e.exposure_date, e.num_exposure_events"
     exposure_join = ""
     if signal is not None:
@@ -157,43 +182,66 @@ def shared_metrics_sql(resolved: ResolvedConfig, windows: list[ScanWindow], enro
     CROSS JOIN analysis_windows aw{exposure_join}
 )"""
     )
+    # each span's days, counted from its anchor date: the same for every client
+    ctes.append(
+        f"""span_days AS (
+    SELECT s.{_SPAN}, s.{_ANCHOR}, s.{_FIRST}, s.{_LAST}, {_DAY}
+    FROM analysis_spans s
+    CROSS JOIN UNNEST(GENERATE_ARRAY(s.{_START}, s.{_END})) AS {_DAY}
+)"""
+    )
+    anchors = sorted({anchor for anchor, *_ in spans})
     joins, columns = [], []
     for i, (ds, ds_metrics) in enumerate(partition_metrics_by_data_source(list(metrics.values())).items()):
         ds_metrics = ds_metrics + ds.get_sanity_metrics(slug)
         ds_id = ds.group_id_column if experiment.analysis_unit == AnalysisUnit.PROFILE_GROUP else ds.client_id_column
         date = ds.submission_date_column
-        # mozanalysis counts exposures-basis windows from the exposure date, unless a signal defines exposure
-        anchor = (
-            "e.enrollment_date" if signal is not None
-            else f"IF(e.{_BASIS} = 'exposures', e.exposure_date, e.enrollment_date)"
-        )
         ignore_first_day = ds.experiments_column_expr.format(submission_date=date, experiment_slug=slug)
         selects = ",\n        ".join(f"{m.select_expr.format(experiment_slug=slug)} AS {m.name}" for m in ds_metrics)
+        by_window = _BY_WINDOW.search(selects + ignore_first_day)
+        if by_window:  # a span's aggregation sees the enrollments table, not a (window, basis) row
+            raise ValueError(f"experiment {resolved.slug!r}: data source {ds.name!r} refers to "
+                             f"{by_window[0]!r}, which differs between the windows sharing its days")
         lookups: dict[str, str] = {}
         ignore_first_day, selects = (_project_lookups(text, lookups) for text in (ignore_first_day, selects))
         projected = "".join(f", {expr} AS {column}" for expr, column in lookups.items())
-        # mozanalysis' join with a window per enrollments row: a hash join on the client reads the source
-        # once, each row kept for the (window, basis) rows whose dates hold it; aggregated over a LEFT JOIN,
-        # so a client without rows gets the metric's value over one all-null row (0 for COALESCE(SUM(...), 0))
+        if len(anchors) > 1:  # each telemetry row once per anchor, its day counted from that anchor
+            anchor_join = f"\n    CROSS JOIN UNNEST([{', '.join(repr(a) for a in anchors)}]) AS {_ROW_ANCHOR}"
+            anchor = f"IF({_ROW_ANCHOR} = 'exposures', e.exposure_date, e.enrollment_date)"
+            on_anchor = f"d.{_ANCHOR} = {_ROW_ANCHOR}\n        AND "
+        else:
+            anchor_join, on_anchor = "", ""
+            anchor = "e.exposure_date" if anchors == ["exposures"] else "e.enrollment_date"
+        # each telemetry row of an enrolled client once per span whose days hold it: an equi-join on the
+        # day counted from the anchor, so a row meets only its spans, not every window of its client
         ctes.append(
-            f"""ds_{i} AS (
-    SELECT e.analysis_id, e.{WINDOW_ID},
-        {selects}
-    FROM enrollments e
-    LEFT JOIN (
+            f"""ds_{i}_rows AS (
+    SELECT ds.*, d.{_SPAN}
+    FROM (
         SELECT ds.*{projected}
         FROM {ds.from_expr_for(experiment.app_id)} ds
         WHERE ds.{date} BETWEEN '{first}' AND '{last}'
     ) ds
-        ON ds.{ds_id} = e.analysis_id
-        AND ds.{date} BETWEEN e.{_FIRST} AND e.{_LAST}
-        AND ds.{date} BETWEEN DATE_ADD({anchor}, INTERVAL e.analysis_window_start DAY)
-            AND DATE_ADD({anchor}, INTERVAL e.analysis_window_end DAY)
+    JOIN `{enrollments_table}` e ON ds.{ds_id} = e.analysis_id{anchor_join}
+    JOIN span_days d
+        ON {on_anchor}d.{_DAY} = DATE_DIFF(ds.{date}, {anchor}, DAY)
+        AND ds.{date} BETWEEN d.{_FIRST} AND d.{_LAST}
         {ignore_first_day}
-    GROUP BY e.analysis_id, e.{WINDOW_ID}
 )"""
         )
-        joins.append(f"LEFT JOIN ds_{i} USING (analysis_id, {WINDOW_ID})")
+        # aggregated per client and span over a LEFT JOIN, as mozanalysis does, so a client without rows
+        # gets the metric's value over one all-null row (0 for COALESCE(SUM(...), 0))
+        ctes.append(
+            f"""ds_{i} AS (
+    SELECT e.analysis_id, s.{_SPAN},
+        {selects}
+    FROM `{enrollments_table}` e
+    CROSS JOIN analysis_spans s
+    LEFT JOIN ds_{i}_rows ds ON ds.{ds_id} = e.analysis_id AND ds.{_SPAN} = s.{_SPAN}
+    GROUP BY e.analysis_id, s.{_SPAN}
+)"""
+        )
+        joins.append(f"LEFT JOIN ds_{i} USING (analysis_id, {_SPAN})")
         columns += [f"ds_{i}.{m.name}" for m in ds_metrics]
     return (
         "WITH " + ",\n".join(ctes)
