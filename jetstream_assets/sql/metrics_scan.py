@@ -52,6 +52,7 @@ _BRANCH = "_scan_branch"
 _SPAN = "_scan_span"  # the days a (window, basis) aggregates, shared by the windows with the same days
 _ANCHOR = "_scan_anchor"  # the basis whose date a span counts its days from
 _ROW_ANCHOR = "_scan_row_anchor"
+_EXPOSURE_SPAN = "_scan_exposure_span"  # the exposure dates of an exposures-basis window, with a signal
 _START = "_scan_start"
 _END = "_scan_end"
 _DAY = "_scan_day"  # a day of a span, counted from the anchor date
@@ -130,6 +131,10 @@ def _date(value: str) -> str:
     return f"DATE '{value}'"
 
 
+def _int_or_null(value: int | None) -> str:
+    return "CAST(NULL AS INT64)" if value is None else str(value)
+
+
 def shared_metrics_sql(resolved: ResolvedConfig, windows: list[ScanWindow], enrollments_table: str) -> str:
     """BigQuery SQL: one row per client and (window, basis) of `windows` (column `_scan_window` is the
     position in `windows`) with every metric any of them needs; each data source is read once."""
@@ -152,10 +157,18 @@ def shared_metrics_sql(resolved: ResolvedConfig, windows: list[ScanWindow], enro
                           w.start, w.end, w.first_date, w.last_date), len(spans))
         for w in windows
     ]
+    # with a signal, the exposures-basis windows with the same exposure dates share their exposure columns
+    exposure_spans: dict[tuple[str, str], int] = {}
+    exposure_span_of = [
+        exposure_spans.setdefault((w.exposure_from, w.exposure_to), len(exposure_spans))
+        if signal is not None and w.basis == AnalysisBasis.EXPOSURES else None
+        for w in windows
+    ]
     rows = "\n    UNION ALL\n    ".join(
         f"SELECT {i} AS {WINDOW_ID}, '{w.basis.value}' AS {_BASIS}, {w.start} AS analysis_window_start, "
         f"{w.end} AS analysis_window_end, {_date(w.first_date)} AS {_FIRST}, {_date(w.last_date)} AS {_LAST}, "
         f"{span_of[i]} AS {_SPAN}"
+        + ("" if signal is None else f", {_int_or_null(exposure_span_of[i])} AS {_EXPOSURE_SPAN}")
         for i, w in enumerate(windows)
     )
     span_rows = "\n    UNION ALL\n    ".join(
@@ -169,11 +182,12 @@ def shared_metrics_sql(resolved: ResolvedConfig, windows: list[ScanWindow], enro
     exposure_columns = "e.exposure_date, e.num_exposure_events"
     exposure_join = ""
     if signal is not None:
-        ctes += _signal_ctes(resolved, windows, enrollments_table)
+        ctes += _signal_ctes(resolved, exposure_spans, enrollments_table)
         exposure_columns = ", ".join(
             f"IF(aw.{_BASIS} = 'exposures', x.{c}, e.{c}) AS {c}" for c in ("exposure_date", "num_exposure_events")
         )
-        exposure_join = f"\n    LEFT JOIN exposures x ON x.analysis_id = e.analysis_id AND x.{WINDOW_ID} = aw.{WINDOW_ID}"
+        exposure_join = (f"\n    LEFT JOIN exposures x ON x.analysis_id = e.analysis_id "
+                         f"AND x.{_EXPOSURE_SPAN} = aw.{_EXPOSURE_SPAN}")
     # mozanalysis' column order: the enrollment columns, the window, then the exposure columns
     ctes.append(
         f"""enrollments AS (
@@ -262,44 +276,49 @@ def _project_lookups(text: str, lookups: dict[str, str]) -> str:
     return _BRANCH_LOOKUP.sub(column, text)
 
 
-def _signal_ctes(resolved: ResolvedConfig, windows: list[ScanWindow], enrollments_table: str) -> list[str]:
-    """`exposures`: per client and exposures-basis window, the first exposure date and the number of
-    exposure events in that window's exposure dates (clients without one left out), from one read."""
+def _signal_ctes(resolved: ResolvedConfig, spans: dict[tuple[str, str], int], enrollments_table: str) -> list[str]:
+    """`exposures`: per client and exposure span (the exposure dates of one or more exposures-basis windows,
+    `spans[(from, to)]`), the first exposure date and the number of exposure events in those dates (clients
+    without one left out), from one read. Inner joins and the events counted per client and day first:
+    mozanalysis' LEFT JOIN of every (client, window) with HAVING COUNT(...) > 0 keeps the same groups and
+    values, but aggregates a group for each client and window, exposed or not."""
+    if not spans:
+        return [f"exposures AS (SELECT CAST(NULL AS STRING) AS analysis_id, -1 AS {_EXPOSURE_SPAN}, "
+                "CAST(NULL AS DATE) AS exposure_date, 0 AS num_exposure_events)"]
     experiment = mozanalysis_experiment(resolved)
-    exposed = [w for w in windows if w.basis == AnalysisBasis.EXPOSURES]
-    if not exposed:
-        return ["exposures AS (SELECT CAST(NULL AS STRING) AS analysis_id, -1 AS " + WINDOW_ID
-                + ", CAST(NULL AS DATE) AS exposure_date, 0 AS num_exposure_events)"]
     signal = resolved.config.experiment.exposure_signal
     ds = to_data_source(signal.data_source)
     ds_id = ds.group_id_column if experiment.analysis_unit == AnalysisUnit.PROFILE_GROUP else ds.client_id_column
     date = ds.submission_date_column
     bounds = "\n        UNION ALL\n        ".join(
-        f"SELECT {windows.index(w)} AS {WINDOW_ID}, {_date(w.exposure_from)} AS lo, {_date(w.exposure_to)} AS hi"
-        for w in exposed
+        f"SELECT {i} AS {_EXPOSURE_SPAN}, {_date(lo)} AS lo, {_date(hi)} AS hi" for (lo, hi), i in spans.items()
     )
     return [
         f"""exposure_events AS (
     SELECT {ds_id} AS analysis_id, {date} AS submission_date
     FROM {ds.from_expr_for(None)}
-    WHERE {date} BETWEEN '{min(w.exposure_from for w in exposed)}' AND '{max(w.exposure_to for w in exposed)}'
+    WHERE {date} BETWEEN '{min(lo for lo, _ in spans)}' AND '{max(hi for _, hi in spans)}'
         AND {signal.select_expression}
 )""",
-        f"""exposure_windows AS (
+        f"""exposure_spans AS (
         {bounds}
 )""",
-        f"""exposures AS (
-    SELECT e.analysis_id, xw.{WINDOW_ID},
-        MIN(x.submission_date) AS exposure_date,
-        COUNT(x.submission_date) AS num_exposure_events
+        f"""exposure_days AS (
+    SELECT e.analysis_id, x.submission_date, COUNT(*) AS events
     FROM `{enrollments_table}` e
-    CROSS JOIN exposure_windows xw
-    LEFT JOIN exposure_events x
+    JOIN exposure_events x
         ON x.analysis_id = e.analysis_id
         AND x.submission_date >= e.enrollment_date
-        AND x.submission_date BETWEEN xw.lo AND xw.hi
-    GROUP BY e.analysis_id, xw.{WINDOW_ID}
-    HAVING COUNT(x.submission_date) > 0
+    GROUP BY e.analysis_id, x.submission_date
+)""",
+        f"""exposures AS (
+    SELECT d.analysis_id, xs.{_EXPOSURE_SPAN},
+        MIN(d.submission_date) AS exposure_date,
+        CAST(SUM(d.events) AS INT64) AS num_exposure_events
+    FROM exposure_days d
+    JOIN exposure_spans xs
+        ON d.submission_date BETWEEN xs.lo AND xs.hi
+    GROUP BY d.analysis_id, xs.{_EXPOSURE_SPAN}
 )""",
     ]
 
