@@ -7,10 +7,13 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import replace
 
+import attr
 import pandas as pd
 import pytest
 import sqlglot
 from sqlglot import exp
+
+from mozilla_nimbus_schemas.jetstream import AnalysisBasis
 
 from jetstream_assets.planner import Cell, Planner
 from jetstream_assets.assets.enrollments import compute_enrollments
@@ -84,7 +87,7 @@ def test_shared_scan_tables_equal_one_window_queries(world, slug):
         key = ["analysis_id"]
         pd.testing.assert_frame_equal(
             got.sort_values(key).reset_index(drop=True), expected.sort_values(key).reset_index(drop=True),
-            check_dtype=False, obj=table,
+            obj=table,
         )
     # every telemetry read of the step is one query (the per-window tables are split from its result)
     telemetry = [q for q in listener_calls
@@ -145,3 +148,72 @@ def test_a_table_the_scan_cannot_write_fails_only_its_cell(world):
             assert not isinstance(outcomes[cell.analysis_date], Exception), outcomes[cell.analysis_date]
             for window in cell.windows:
                 assert warehouse.table_exists(names.metrics_table(cell.slug, "enrollments", window.period, window.index))
+
+
+def _scan_sql(world, slug: str) -> tuple[list[Cell], str]:
+    cells = _cells(world, slug)
+    closing = [(w, c.analysis_date) for c in cells for w in c.windows]
+    windows = scan_windows(cells[0].resolved, cells[0].start_date, cells[0].enrollment_period, closing)
+    return cells, shared_metrics_sql(cells[0].resolved, windows, f"project.dataset.{names.enrollments_table(slug)}")
+
+
+def _cte(tree: exp.Expression, name: str) -> exp.Select:
+    return next(c.this for c in tree.find_all(exp.CTE) if c.alias == name)
+
+
+@pytest.mark.parametrize("slug", ["demo-custom", "demo-complete"])
+def test_a_telemetry_row_meets_only_the_windows_holding_its_day(world, slug):
+    """Each telemetry row is matched to the windows whose days hold it by an equality on the day counted
+    from the anchor date (a hash join on the day), not by a join on the client that pairs it with every
+    window of its client before the dates are compared; and each (client, days) is aggregated once, however
+    many (window, basis) rows share those days (the two bases of a window, with an exposure signal)."""
+    cells, sql = _scan_sql(world, slug)
+    tree = sqlglot.parse_one(sql, read="bigquery")
+    rows = _cte(tree, "ds_0_rows")
+    day_join = next(j for j in rows.args["joins"] if j.this.name == "span_days")
+    equalities = [eq for eq in day_join.args["on"].find_all(exp.EQ)
+                  if any(isinstance(side, exp.DateDiff) for side in (eq.left, eq.right))]
+    assert equalities, day_join.sql("bigquery")
+    # the (client, days) aggregation joins the matched rows on client AND days, each row to one group
+    grouped = _cte(tree, "ds_0")
+    left = grouped.args["joins"][-1]
+    keys = {col.name for eq in left.args["on"].find_all(exp.EQ) for col in eq.find_all(exp.Column)}
+    assert {"analysis_id", "_scan_span"} <= keys, left.sql("bigquery")
+    spans = _cte(tree, "analysis_spans")
+    n_spans = len(list(spans.find_all(exp.Select)))
+    windows = _cte(tree, "analysis_windows")
+    n_windows = len(list(windows.find_all(exp.Select)))
+    if cells[0].resolved.config.experiment.exposure_signal is not None:  # both bases count from enrollment
+        assert n_spans * 2 == n_windows, (n_spans, n_windows)
+    else:  # the exposures basis counts its days from the exposure date
+        assert n_spans == n_windows, (n_spans, n_windows)
+
+
+def test_a_metric_referring_to_a_window_column_is_queried_window_by_window(world):
+    """A metric whose SQL refers to the exposure date (which differs between the bases sharing an
+    aggregation) is not computed by the shared scan, which names the reference; the step's tables come from
+    the one-window queries instead, with the metric."""
+    cells = _cells(world, "demo-custom")
+    warehouse = world.warehouse
+    compute_enrollments(replace(cells[0], analysis_date=cells[0].last_enrollment_date), warehouse)
+    resolved = cells[0].resolved
+    summaries = {p: list(s) for p, s in resolved.config.metrics.items()}
+    period, index = next((p, i) for p, ss in summaries.items() for i, s in enumerate(ss)
+                         if s.metric.select_expression and s.metric.name == "days_of_use")
+    summary = summaries[period][index]
+    metric = attr.evolve(summary.metric, select_expression="COUNTIF(submission_date >= e.exposure_date)")
+    for p, ss in summaries.items():
+        summaries[p] = [attr.evolve(s, metric=metric) if s.metric.name == "days_of_use" else s for s in ss]
+    changed = replace(resolved, config=attr.evolve(resolved.config, metrics=summaries))
+    cell = next(replace(c, resolved=changed) for c in cells if any(w.period == period for w in c.windows))
+    closing = [(w, cell.analysis_date) for w in cell.windows]
+    with pytest.raises(ValueError, match=r"e\.exposure_date"):
+        shared_metrics_sql(changed, scan_windows(changed, cell.start_date, cell.enrollment_period, closing),
+                           "project.dataset.enrollments")
+    scan = SharedScan(warehouse)
+    scan.plan([cell])
+    window = next(w for w in cell.windows if w.period == period)
+    assert scan.table(cell, window, AnalysisBasis.EXPOSURES) is None
+    compute_metrics(cell, warehouse, scan)
+    table = warehouse.read_table(names.metrics_table(cell.slug, "exposures", period, window.index))
+    assert "days_of_use" in table.columns and len(table)
