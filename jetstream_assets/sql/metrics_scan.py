@@ -188,14 +188,6 @@ def shared_metrics_sql(resolved: ResolvedConfig, windows: list[ScanWindow], enro
         )
         exposure_join = (f"\n    LEFT JOIN exposures x ON x.analysis_id = e.analysis_id "
                          f"AND x.{_EXPOSURE_SPAN} = aw.{_EXPOSURE_SPAN}")
-    # mozanalysis' column order: the enrollment columns, the window, then the exposure columns
-    ctes.append(
-        f"""enrollments AS (
-    SELECT e.* EXCEPT (exposure_date, num_exposure_events), aw.*, {exposure_columns}
-    FROM `{enrollments_table}` e
-    CROSS JOIN analysis_windows aw{exposure_join}
-)"""
-    )
     # each span's days, counted from its anchor date: the same for every client
     ctes.append(
         f"""span_days AS (
@@ -255,12 +247,18 @@ def shared_metrics_sql(resolved: ResolvedConfig, windows: list[ScanWindow], enro
     GROUP BY e.analysis_id, s.{_SPAN}
 )"""
         )
-        joins.append(f"LEFT JOIN ds_{i} USING (analysis_id, {_SPAN})")
+        # every (client, span) has its row in each ds_i: joined on the client (NULL too) and the span
+        joins.append(f"JOIN ds_{i} ON ds_{i}.analysis_id IS NOT DISTINCT FROM e.analysis_id"
+                     + (f" AND ds_{i}.{_SPAN} = ds_0.{_SPAN}" if i else ""))
         columns += [f"ds_{i}.{m.name}" for m in ds_metrics]
     return (
         "WITH " + ",\n".join(ctes)
-        + "\nSELECT enrollments.*, " + ", ".join(columns)
-        + "\nFROM enrollments\n" + "\n".join(joins)
+        # mozanalysis' column order: the enrollment columns, the window, then the exposure columns and
+        # the metrics; each (client, span) row repeated for the (window, basis) rows sharing the span
+        + f"\nSELECT e.* EXCEPT (exposure_date, num_exposure_events), aw.*, {exposure_columns}, "
+        + ", ".join(columns)
+        + f"\nFROM `{enrollments_table}` e\n" + "\n".join(joins)
+        + f"\nJOIN analysis_windows aw ON aw.{_SPAN} = ds_0.{_SPAN}{exposure_join}"
     )
 
 
