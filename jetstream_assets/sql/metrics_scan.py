@@ -8,6 +8,13 @@ the way mozanalysis does when it is given several windows (one row per client an
 then split into Jetstream's per-window tables `<slug>_<basis>_<period>_<k>`, with the same columns, in
 the same order, and the same values as the one-window queries (a test holds them equal).
 
+A (window, basis) aggregates the days of a *span*: the window's days counted from an anchor date (the
+exposure date for the exposures basis without an exposure signal, else the enrollment date), within its data
+dates. Windows with the same span (the two bases of a window, with a signal) share one aggregation. The
+span's days are the same for every client, so a telemetry row is matched to its spans by an equality on
+its day counted from its client's anchor (a hash join on the day): it meets only the spans holding it, not
+every window of its client.
+
 The SQL is BigQuery's and uses mozanalysis' data sources, metric expressions and sanity metrics, with each
 window's own data-date bounds, so the same text runs on BigQuery (one billed scan per source) and, through
 the transpiler, on DuckDB. With an exposure signal, the exposures basis takes each
