@@ -19,7 +19,7 @@ from jetstream_assets.planner import Cell, Planner
 from jetstream_assets.assets.enrollments import compute_enrollments
 from jetstream_assets.assets.metrics import compute_metrics
 from jetstream_assets.sql import names
-from jetstream_assets.sql.metrics_scan import SharedScan, scan_windows, shared_metrics_sql
+from jetstream_assets.sql.metrics_scan import SharedScan, _project_lookups, scan_windows, shared_metrics_sql
 from jetstream_assets.sql.queries import bases_for
 from jetstream_assets.sql.transpile import table_references
 from jetstream_assets.warehouse.base import query_listener
@@ -217,3 +217,23 @@ def test_a_metric_referring_to_a_window_column_is_queried_window_by_window(world
     compute_metrics(cell, warehouse, scan)
     table = warehouse.read_table(names.metrics_table(cell.slug, "exposures", period, window.index))
     assert "days_of_use" in table.columns and len(table)
+
+
+@pytest.mark.parametrize("column_type", ["native", "glean", "events_stream"])
+def test_branch_lookups_of_every_experiments_column_type_are_projected_once(column_type):
+    """The first-day filter and the sanity metrics of a data source look the branch up in the same way (the
+    experiments map, or events_stream's event_extra JSON): each distinct lookup becomes one column of the
+    data source's projection, and none is left to run on the joined rows."""
+    from mozanalysis.metrics import DataSource
+
+    ds = DataSource(name="source", from_expr="mozdata.telemetry.source", experiments_column_type=column_type)
+    lookups: dict[str, str] = {}
+    texts = [ds.experiments_column_expr.format(submission_date="submission_date", experiment_slug="my-exp")]
+    texts += [m.select_expr.format(experiment_slug="my-exp") for m in ds.get_sanity_metrics("my-exp")]
+    projected = [_project_lookups(text, lookups) for text in texts]
+    assert len(lookups) == 1, lookups
+    for text in projected:
+        assert "get_key" not in text and "JSON_VALUE" not in text, text
+        assert f"ds.{next(iter(lookups.values()))}" in text, text
+    expr = next(iter(lookups))
+    sqlglot.parse_one(f"SELECT {expr} AS b FROM t AS ds", read="bigquery")  # BigQuery syntax

@@ -70,6 +70,12 @@ _BY_WINDOW = re.compile(r"(?<![\w.])(?:e\.)?(?:exposure_date|num_exposure_events
 # mozanalysis' lookup of the experiment's branch in a telemetry row's experiments map (data sources'
 # experiments_column_type, in the first-day filter and the sanity metrics), with its optional `.branch`
 _BRANCH_LOOKUP = re.compile(r"`mozfun\.map\.get_key`\(\s*(ds\.[\w.]+),\s*('[^'\\]*')\s*\)(\.branch)?")
+# and in an events_stream row's event_extra JSON (experiments_column_type "events_stream"): the branch when
+# the event is about the experiment
+_EVENT_BRANCH_LOOKUP = re.compile(
+    r"IF\(\s*JSON_VALUE\(\s*(ds\.[\w.]+),\s*'\$\.experiment'\s*\)\s*=\s*('[^'\\]*'),\s*"
+    r"JSON_VALUE\(\s*\1,\s*'\$\.branch'\s*\),\s*NULL\s*\)"
+)
 
 
 @dataclass(frozen=True)
@@ -270,15 +276,18 @@ def shared_metrics_sql(resolved: ResolvedConfig, windows: list[ScanWindow], enro
 
 
 def _project_lookups(text: str, lookups: dict[str, str]) -> str:
-    """`text` with each branch lookup in the experiments map replaced by a column of the data source's
-    projection (added to `lookups`, expression -> column): computed once per telemetry row, not once per
-    joined (client, window, basis) row."""
+    """`text` with each branch lookup in the experiments map (or in an events_stream row's event_extra)
+    replaced by a column of the data source's projection (added to `lookups`, expression -> column):
+    computed once per telemetry row, not once per joined (client, window, basis) row."""
 
-    def column(match: re.Match) -> str:
-        expr = f"`mozfun.map.get_key`({match[1]}, {match[2]}){match[3] or ''}"
+    def column(expr: str) -> str:
         return "ds." + lookups.setdefault(expr, f"{_BRANCH}_{len(lookups)}")
 
-    return _BRANCH_LOOKUP.sub(column, text)
+    text = _BRANCH_LOOKUP.sub(lambda m: column(f"`mozfun.map.get_key`({m[1]}, {m[2]}){m[3] or ''}"), text)
+    return _EVENT_BRANCH_LOOKUP.sub(
+        lambda m: column(f"IF(JSON_VALUE({m[1]}, '$.experiment') = {m[2]}, JSON_VALUE({m[1]}, '$.branch'), NULL)"),
+        text,
+    )
 
 
 def _signal_ctes(resolved: ResolvedConfig, spans: dict[tuple[str, str], int], enrollments_table: str) -> list[str]:
