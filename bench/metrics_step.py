@@ -6,7 +6,8 @@ alternating in one process on one demo home: the step's wall and CPU seconds and
 DIR is a demo home whose enrollments are already computed (e.g. a home of `bench/rerun.py --keep`, or one
 made by `jetstream-assets demo`). B swaps in the baseline's `sql/metrics_scan.py` SQL and the local
 warehouse's `run_query_split` (read with `git show`), the rest of the step is this code. Before timing, each
-side writes the step's per-window tables once and they are compared (values, column order, dtypes).
+side writes the step's per-window tables once and they are compared (values, column order, dtypes). The
+home's per-window metrics tables are rewritten (with equal tables) each time a side runs.
 """
 
 from __future__ import annotations
