@@ -288,10 +288,11 @@ class LocalWarehouse(Warehouse):
             scanned = QueryResult(None, int(rows), sum(p.stat().st_size for p in read if p.exists()),
                                   time.monotonic() - started)
             self._tell_listener(sql, scanned, submitted)
-            splits = {value: (table, f"SELECT {', '.join(map(_identifier, columns))} FROM {scratch} "
-                                     f"WHERE {column} = {int(value)}")
-                      for value, (table, columns) in outputs.items()}
-            written = self._write_selects(con, splits)
+            selected = {value: ", ".join(map(_identifier, columns)) for value, (_, columns) in outputs.items()}
+            written = self._write_selects(con, {
+                value: (table, f"SELECT {selected[value]} FROM {scratch} WHERE {column} = {int(value)}")
+                for value, (table, _) in outputs.items()
+            })
         except duckdb.Error as e:
             self._discard_connection()
             raise WarehouseError(f"Query failed writing {len(outputs)} tables split by {column}: {e}") from e
@@ -305,7 +306,8 @@ class LocalWarehouse(Warehouse):
         results = {}
         for value, (result, at) in written.items():
             results[value] = result
-            self._tell_listener(f"-- split of the query above\n{splits[value][1]}", result, at)
+            self._tell_listener(f"-- split of the query above\nSELECT {selected[value]} WHERE {column} = {value}",
+                                result, at)
         return scanned, results
 
     def _write_selects(self, con: duckdb.DuckDBPyConnection, selects: dict[int, tuple[str, str]]
