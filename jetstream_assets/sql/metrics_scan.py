@@ -260,9 +260,13 @@ def shared_metrics_sql(resolved: ResolvedConfig, windows: list[ScanWindow], enro
     GROUP BY e.analysis_id, s.{_SPAN}
 )"""
         )
-        # every (client, span) has its row in each ds_i: joined on the client (NULL too) and the span
-        joins.append(f"JOIN ds_{i} ON ds_{i}.analysis_id IS NOT DISTINCT FROM e.analysis_id"
-                     + (f" AND ds_{i}.{_SPAN} = ds_0.{_SPAN}" if i else ""))
+        # every (client, span) has its row in each ds_i: joined on the client, NULL too, with equalities only
+        # (a hash join on BigQuery too), and on the span
+        joins.append(
+            f"JOIN ds_{i} ON COALESCE(ds_{i}.analysis_id, '') = COALESCE(e.analysis_id, '')\n"
+            f"    AND (ds_{i}.analysis_id IS NULL) = (e.analysis_id IS NULL)"
+            + (f" AND ds_{i}.{_SPAN} = ds_0.{_SPAN}" if i else "")
+        )
         columns += [f"ds_{i}.{m.name}" for m in ds_metrics]
     return (
         "WITH " + ",\n".join(ctes)
