@@ -260,22 +260,17 @@ def shared_metrics_sql(resolved: ResolvedConfig, windows: list[ScanWindow], enro
     GROUP BY e.analysis_id, s.{_SPAN}
 )"""
         )
-        # every (client, span) has its row in each ds_i: joined on the client, NULL too, with equalities only
-        # (a hash join on BigQuery too), and on the span
-        joins.append(
-            f"JOIN ds_{i} ON COALESCE(ds_{i}.analysis_id, '') = COALESCE(e.analysis_id, '')\n"
-            f"    AND (ds_{i}.analysis_id IS NULL) = (e.analysis_id IS NULL)"
-            + (f" AND ds_{i}.{_SPAN} = ds_0.{_SPAN}" if i else "")
-        )
+        # equalities only, so that BigQuery too plans a hash join (a NULL client id gets NULL metrics, as
+        # from mozanalysis' one-window query)
+        joins.append(f"LEFT JOIN ds_{i} ON ds_{i}.analysis_id = e.analysis_id AND ds_{i}.{_SPAN} = aw.{_SPAN}")
         columns += [f"ds_{i}.{m.name}" for m in ds_metrics]
     return (
         "WITH " + ",\n".join(ctes)
         # mozanalysis' column order: the enrollment columns, the window, then the exposure columns and
-        # the metrics; each (client, span) row repeated for the (window, basis) rows sharing the span
+        # the metrics; each (client, span) row for every (window, basis) sharing the span
         + f"\nSELECT e.* EXCEPT (exposure_date, num_exposure_events), aw.*, {exposure_columns}, "
         + ", ".join(columns)
-        + f"\nFROM `{enrollments_table}` e\n" + "\n".join(joins)
-        + f"\nJOIN analysis_windows aw ON aw.{_SPAN} = ds_0.{_SPAN}{exposure_join}"
+        + f"\nFROM `{enrollments_table}` e\nCROSS JOIN analysis_windows aw{exposure_join}\n" + "\n".join(joins)
     )
 
 
