@@ -15,12 +15,15 @@ import os
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import sqlalchemy as db
 from dagster._config import StringSource
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
 from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS
-from sqlalchemy.pool import QueuePool
+from sqlalchemy.pool import NullPool, QueuePool
+
+from jetstream_assets.sqlite_storage import create_database
 
 OPEN_DATABASES = 8  # engines kept: the index, the run being written, and a few runs the UI reads
 
@@ -73,12 +76,20 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
         )
         db.event.listen(engine, "connect", _synchronous_normal)
         if shard not in self._initialized_dbs:
-            self._initdb(engine)
+            if not create_database(Path(self.path_for_shard(shard)), self._create_shard):  # a new run's
+                self._initdb(engine)  # an existing database: Dagster checks its schema is current
             self._initialized_dbs.add(shard)
         self._engines[shard] = engine
         while len(self._engines) > OPEN_DATABASES:
             self._engines.popitem(last=False)[1].dispose()
         return engine
+
+    def _create_shard(self, url: str) -> None:
+        engine = db.create_engine(url, poolclass=NullPool)
+        try:
+            self._initdb(engine)
+        finally:
+            engine.dispose()
 
     @contextmanager
     def _connect(self, shard: str) -> Iterator[db.Connection]:

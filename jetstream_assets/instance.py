@@ -25,6 +25,7 @@ from dagster._core.storage.dagster_run import ACTIVE_RUN_STATUSES, DagsterRun, D
 from dagster._utils.tags import TagConcurrencyLimitsCounter
 
 from jetstream_assets.run_tags import EXPERIMENT_TAG, EXPERIMENTS_TAG, run_experiments
+from jetstream_assets.sqlite_storage import create_instance_storage
 
 HEADER = "# Written by jetstream-assets"
 HOST_TAG = "jetstream/host"  # the machine of a run the CLI executes in its own process
@@ -100,6 +101,8 @@ def prepare_instance(home: Path) -> dg.DagsterInstance:
     wanted = dagster_yaml(dagster_home=dagster_home)
     if not config.exists() or (config.read_text().startswith(HEADER) and config.read_text() != wanted):
         config.write_text(wanted)
+    if config.read_text() == wanted:  # our SQLite storage: a new instance's databases made in one go
+        create_instance_storage(dagster_home)
     os.environ["DAGSTER_HOME"] = str(dagster_home)
     os.environ["JETSTREAM_HOME"] = str(home)
     return dg.DagsterInstance.get()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -20,17 +21,28 @@ from . import resampling
 from .results import Row, StatisticError
 
 
-class _LazyScipyStats:
-    """`scipy.stats`, imported on first use: validate-config imports the statistics for their parameter
-    schemas only, and importing scipy.stats costs it half a second."""
+class _Distributions:
+    """The quantiles the statistics need, as `scipy.stats` names them (`st.t.ppf(q, df)`, ...), computed with
+    the `scipy.special` functions scipy.stats computes them with (bit for bit) and imported on first use:
+    validate-config imports the statistics for their parameter schemas only, and importing scipy.stats would
+    cost every run half a second. Any other distribution comes from scipy.stats itself."""
 
     def __getattr__(self, name: str) -> Any:
+        from scipy import special
+
+        fast = {
+            "beta": SimpleNamespace(ppf=lambda q, a, b: special.betaincinv(a, b, q), mean=lambda a, b: a / (a + b)),
+            "t": SimpleNamespace(ppf=lambda q, df: special.stdtrit(df, q)),
+            "norm": SimpleNamespace(ppf=special.ndtri),
+        }.get(name)
+        if fast is not None:
+            return fast
         from scipy import stats
 
         return getattr(stats, name)
 
 
-st = _LazyScipyStats()
+st = _Distributions()
 
 DECILES = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
 
