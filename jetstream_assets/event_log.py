@@ -13,18 +13,22 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 import sqlalchemy as db
 from dagster._config import StringSource
-from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
+from dagster._core.events import ASSET_CHECK_EVENTS, ASSET_EVENTS, EVENT_TYPE_TO_PIPELINE_RUN_STATUS
+from dagster._core.events.log import EventLogEntry
+from dagster._core.storage.event_log.sqlite.sqlite_event_log import INDEX_SHARD_NAME, SqliteEventLogStorage
 from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS
 from sqlalchemy.pool import NullPool, QueuePool
 
 from jetstream_assets.sqlite_storage import create_database
 
+EVENT_BATCH_SIZE = "DAGSTER_EVENT_BATCH_SIZE"
+BATCH_EVENTS = 1000  # events stored together at most
 OPEN_DATABASES = 8  # engines kept: the index, the run being written, and a few runs the UI reads
 
 
@@ -35,6 +39,9 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
         self._engines: OrderedDict[str, db.Engine] = OrderedDict()
         self._tables: set[str] = set()
         super().__init__(base_dir, inst_data=inst_data)
+        # Dagster hands `store_event_batch` the events it emits together (a step's materializations of a
+        # range of cells, a run's planned events) only when this is set; one event at a time otherwise.
+        os.environ.setdefault(EVENT_BATCH_SIZE, str(BATCH_EVENTS))
 
     @classmethod
     def config_type(cls):
@@ -97,6 +104,32 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
             with self._engine(shard).connect() as conn:
                 with conn.begin():
                     yield conn
+
+    def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
+        """Store the events as `store_event` stores each (the same rows in the run's database and the index),
+        in one transaction per database instead of one or two per event; a batch that fails is stored by
+        Dagster again one event at a time, so nothing of it is committed before all of it is written."""
+        if len({event.run_id for event in events}) != 1:
+            super().store_event_batch(events)  # one event at a time
+            return
+        checks = []
+        with self._db_lock:
+            with self._engine(events[0].run_id).connect() as run, self._engine(INDEX_SHARD_NAME).connect() as index:
+                with run.begin(), index.begin():
+                    for event in events:
+                        statement = self.prepare_insert_event(event)
+                        run.execute(statement)
+                        kind = event.dagster_event_type if event.is_dagster_event else None
+                        if kind in ASSET_EVENTS:  # mirrored in the index, with the asset's tags and latest event
+                            event_id = index.execute(statement).inserted_primary_key[0]
+                            self._store_asset_event_tags(index, [event], [event_id])
+                            self._store_asset_event(index, event, event_id)
+                        if kind in ASSET_CHECK_EVENTS:
+                            checks.append((event, index.execute(statement).inserted_primary_key[0]))
+                        if kind in EVENT_TYPE_TO_PIPELINE_RUN_STATUS:
+                            index.execute(statement)
+        for event, event_id in checks:  # the check's execution row: Dagster's code, on its own connection
+            self.store_asset_check_event(event, event_id)
 
     def wipe(self) -> None:
         self._close_all()

@@ -17,6 +17,7 @@ from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventL
 from jetstream_assets.event_log import PooledSqliteEventLogStorage
 from jetstream_assets.partitions import cell_key
 from jetstream_assets.runner import prepare_instance, run_experiment
+from jetstream_assets.sqlite_storage import SCRATCH_PREFIX
 from jetstream_assets_tests.worlds import build_world
 
 SLUG = "demo-live"
@@ -58,7 +59,11 @@ def test_the_instance_stores_events_through_a_few_kept_connections(run):
     # Dagster's storage opens a connection per event (two for an asset event): ~100 here. This one opens a
     # connection per database, and a few more while it creates or checks the database's tables (the index
     # also holds the experiment locks' concurrency tables, checked once each).
-    event_log = {path: n for path, n in connections.items() if "/history/runs/" in path}
+    # (the run's database is created in a scratch folder next to it, then moved in: sqlite_storage.py)
+    creating = {path: n for path, n in connections.items() if f"/{SCRATCH_PREFIX}" in path}
+    assert {p.rsplit("/", 1)[-1] for p in creating} == {f"{summary.run_id}.db"}
+    assert sum(creating.values()) <= 5, creating
+    event_log = {path: n for path, n in connections.items() if "/history/runs/" in path and path not in creating}
     assert {p.rsplit("/", 1)[-1] for p in event_log} == {"index.db", f"{summary.run_id}.db"}
     assert max(event_log.values()) <= 5, event_log
     assert sum(event_log.values()) * 10 < stored, (event_log, stored)
