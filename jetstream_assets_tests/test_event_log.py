@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
+import sqlite3
 from collections import Counter
 
 import dagster as dg
 import pytest
 import sqlalchemy as sa
+from dagster._core.events import BATCH_WRITABLE_EVENTS
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
 
 from jetstream_assets.event_log import PooledSqliteEventLogStorage
@@ -38,11 +40,20 @@ def run(tmp_path_factory):
                 [(_, _, path)] = dbapi_connection.execute("PRAGMA database_list").fetchall()
                 connections[path] += 1
 
+            batches = []  # the events Dagster handed the storage together, by type
+            store_batch = PooledSqliteEventLogStorage.store_event_batch
+
+            def spy(storage, events):
+                batches.append(Counter(e.dagster_event_type.value for e in events))
+                store_batch(storage, events)
+
+            mp.setattr(PooledSqliteEventLogStorage, "store_event_batch", spy)
             sa.event.listen(sa.pool.Pool, "connect", listener)
             try:
                 summary = run_experiment(instance, world.defs, SLUG, DATES)
             finally:
                 sa.event.remove(sa.pool.Pool, "connect", listener)
+            world.extra["batches"] = batches
             yield world, instance, summary, connections
 
 
@@ -102,3 +113,55 @@ def test_a_dagster_yaml_written_for_another_home_is_refused(run, tmp_path, monke
     monkeypatch.setenv("JETSTREAM_HOME", str(moved))
     instance = prepare_instance(moved)  # any command with the home rewrites it
     assert instance.event_log_storage._base_dir == str(moved / "dagster" / "history" / "runs")
+
+
+def test_events_dagster_emits_together_are_stored_together(run):
+    """A run's planned events, and each step's materializations of its cells, reach the storage as one batch
+    (stored in one transaction per database instead of one or two per event)."""
+    world, instance, summary, _ = run
+    cells = len(DATES)
+    planned, *steps = world.extra["batches"]
+    assert planned["ASSET_MATERIALIZATION_PLANNED"] == cells * len(ANALYSIS)
+    assert set(planned) == {"ASSET_MATERIALIZATION_PLANNED", "ASSET_CHECK_EVALUATION_PLANNED"}
+    assert steps == [Counter({"ASSET_MATERIALIZATION": cells})] * len(ANALYSIS)
+
+
+def _rows(path, table: str, columns: str) -> list:
+    connection = sqlite3.connect(path)
+    try:
+        return connection.execute(f"SELECT {columns} FROM {table} ORDER BY 1").fetchall()
+    finally:
+        connection.close()
+
+
+def test_a_batch_stores_the_rows_one_event_at_a_time_stores(run, tmp_path):
+    world, instance, summary, _ = run
+    events = [r.event_log_entry for r in instance.event_log_storage.get_records_for_run(summary.run_id).records]
+    together = [e for e in events if e.is_dagster_event and e.dagster_event_type in BATCH_WRITABLE_EVENTS]
+    assert {e.dagster_event_type for e in together} >= {dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED,
+                                                        dg.DagsterEventType.ASSET_MATERIALIZATION}
+    stores = {}
+    for way in ("one_by_one", "batch"):
+        storage = PooledSqliteEventLogStorage(str(tmp_path / way))
+        if way == "batch":
+            storage.store_event_batch(together)
+        else:
+            for event in together:
+                storage.store_event(event)
+        storage.dispose()
+        stores[way] = tmp_path / way
+    one, batch = stores["one_by_one"], stores["batch"]
+    tables = {  # database -> table -> columns compared (ids and timestamps are the storage's own)
+        f"{summary.run_id}.db": {"event_logs": "event, dagster_event_type, asset_key, partition, step_key"},
+        "index.db": {
+            "event_logs": "id, event, dagster_event_type, asset_key, partition",
+            "asset_keys": "asset_key, last_materialization, last_run_id, cached_status_data",
+            "asset_event_tags": "event_id, asset_key, key, value",
+            "asset_check_executions": "asset_key, check_name, partition, run_id, execution_status, "
+                                      "evaluation_event, evaluation_event_storage_id",
+        },
+    }
+    for database, columns_of in tables.items():
+        for table, columns in columns_of.items():
+            assert _rows(batch / database, table, columns) == _rows(one / database, table, columns), table
+    assert _rows(batch / "index.db", "asset_keys", "asset_key")  # not two empty tables
