@@ -1,7 +1,8 @@
-"""What a run imports: with the local engine, a `run` never loads the BigQuery client library (mozanalysis
-imports it; it is deferred until used) nor scipy.stats (the statistics and the SRM check compute their
-quantiles with the scipy.special functions scipy.stats uses, bit for bit); the deferred library works
-unchanged when something uses it, and nothing is deferred when BigQuery is the engine."""
+"""What a run imports: with the local engine and the Experimenter file, a `run` never loads requests (only the
+API needs it), the BigQuery client library (mozanalysis imports it; it is deferred until used) nor
+scipy.stats (the statistics and the SRM check compute their quantiles with the scipy.special functions
+scipy.stats uses, bit for bit); the deferred library works unchanged when something uses it, and nothing is
+deferred when BigQuery is the engine."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ from jetstream_assets.checks.enrollments import sample_ratio_mismatch
 from jetstream_assets.statistics.estimators import st
 from jetstream_assets_tests.worlds import build_world, demo_environment
 
-NEVER_LOADED = ("google.cloud.bigquery.client", "google.cloud.bigquery_storage_v1", "google.auth.crypt", "scipy.stats")
+NEVER_LOADED = ("google.cloud.bigquery.client", "google.cloud.bigquery_storage_v1", "google.auth.crypt", "scipy.stats",
+                "requests", "urllib3")
 
 
 def _python(code: str, env: dict | None = None) -> dict:
