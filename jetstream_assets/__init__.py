@@ -10,7 +10,8 @@ from jetstream_assets.lazy_imports import defer_unused_engines
 # Set before numpy loads (it reads this once); an explicit setting wins.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-# The BigQuery client library loads when first used, not with mozanalysis (see lazy_imports.py).
+# Google client libraries the local engines never use load when first used, not with mozanalysis
+# (lazy_imports.py).
 defer_unused_engines()
 
 # Analysis problems are reported in materialization metadata (and the monitoring logs); outside Dagster

@@ -1,13 +1,14 @@
 """Libraries imported on first use instead of when a module that names them is imported.
 
 mozanalysis's experiment module (the enrollment and metric SQL) imports its BigQuery helpers, which import
-the Google BigQuery client library (with its Storage API client, gRPC, google-auth and cryptography): a
-third of a second of every CLI run and sensor tick, though only the BigQuery engine uses it. With the local
-engine that library is deferred (`importlib.util.LazyLoader`): its name is in `sys.modules` at once, and it
-is executed when something first reads one of its attributes (a BigQuery client, a job config, ...), so code
-that uses it works unchanged. When JETSTREAM_BIGQUERY_PROJECT selects BigQuery at import time nothing is
-deferred: the library loads as before, once, in the importing thread (Python 3.11's lazy modules have no lock
-against two threads touching one first at the same moment).
+the Google BigQuery client library (with its Storage API client, google-auth and cryptography) and Google's
+API exceptions (with the protobuf messages of gRPC error details): half a second of every CLI run and sensor
+tick, though only the Google engines use them. With the local engines those modules are deferred
+(`importlib.util.LazyLoader`): their names are in `sys.modules` at once, and each is executed when something
+first reads one of its attributes (a BigQuery client, a job config, an error detail message, ...), so code
+that uses them works unchanged. When JETSTREAM_BIGQUERY_PROJECT or JETSTREAM_GCS_BUCKET selects a Google
+engine at import time nothing is deferred: the libraries load as before, once, in the importing thread
+(Python 3.11's lazy modules have no lock against two threads touching one first at the same moment).
 """
 
 from __future__ import annotations
@@ -16,8 +17,14 @@ import importlib.util
 import os
 import sys
 
-# Deferred while the local engine is selected (resources.build_warehouse reads the same variable).
-DEFERRED_WITH_LOCAL_ENGINE = ("google.cloud.bigquery",)
+# Deferred while the local engines are selected (resources.build_warehouse and build_export_store read the
+# same variables).
+DEFERRED_WITH_LOCAL_ENGINES = (
+    "google.cloud.bigquery",
+    "google.rpc.error_details_pb2",  # google.api_core.exceptions reads them only to describe a gRPC error
+    "google.rpc.status_pb2",
+)
+GOOGLE_ENGINES = ("JETSTREAM_BIGQUERY_PROJECT", "JETSTREAM_GCS_BUCKET")
 
 
 def defer(name: str) -> bool:
@@ -42,6 +49,6 @@ def defer(name: str) -> bool:
 
 
 def defer_unused_engines() -> None:
-    if not os.environ.get("JETSTREAM_BIGQUERY_PROJECT", "").strip():
-        for name in DEFERRED_WITH_LOCAL_ENGINE:
+    if not any(os.environ.get(name, "").strip() for name in GOOGLE_ENGINES):
+        for name in DEFERRED_WITH_LOCAL_ENGINES:
             defer(name)

@@ -1,8 +1,8 @@
-"""What a run imports: with the local engine and the Experimenter file, a `run` never loads requests (only the
-API needs it), the BigQuery client library (mozanalysis imports it; it is deferred until used) nor
-scipy.stats (the statistics and the SRM check compute their quantiles with the scipy.special functions
-scipy.stats uses, bit for bit); the deferred library works unchanged when something uses it, and nothing is
-deferred when BigQuery is the engine."""
+"""What a run imports: with the local engines and the Experimenter file, a `run` never loads requests (only
+the API needs it), the BigQuery client library or the protobuf messages of gRPC errors (mozanalysis imports
+them; they are deferred until used), nor scipy.stats (the statistics and the SRM check compute their
+quantiles with the scipy.special functions scipy.stats uses, bit for bit); the deferred libraries work
+unchanged when something uses them, and nothing is deferred when a Google engine is selected."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ from jetstream_assets.checks.enrollments import sample_ratio_mismatch
 from jetstream_assets.statistics.estimators import st
 from jetstream_assets_tests.worlds import build_world, demo_environment
 
-NEVER_LOADED = ("google.cloud.bigquery.client", "google.cloud.bigquery_storage_v1", "google.auth.crypt", "scipy.stats",
-                "requests", "urllib3")
+NEVER_LOADED = ("google.cloud.bigquery.client", "google.cloud.bigquery_storage_v1", "google.auth.crypt",
+                "google.protobuf", "scipy.stats", "requests", "urllib3")
 
 
 def _python(code: str, env: dict | None = None) -> dict:
@@ -53,20 +53,24 @@ def test_the_deferred_bigquery_library_works_when_used():
         "before = 'google.cloud.bigquery.client' in sys.modules\n"
         "from google.cloud import bigquery\nimport google.cloud.bigquery.job as job\n"
         "from google.cloud.bigquery.client import Client\n"
+        "from google.api_core import exceptions\nfrom google.rpc import error_details_pb2\n"
         "same = bigquery.QueryJobConfig is job.QueryJobConfig and mozanalysis.bq.bigquery.Client is Client\n"
+        "same = same and exceptions.error_details_pb2.ErrorInfo is error_details_pb2.ErrorInfo\n"
         "print(json.dumps({'before': before, 'same': same, 'after': 'google.cloud.bigquery.client' in sys.modules}))\n"
     )
     assert _python(probe, env) == {"before": False, "same": True, "after": True}
 
 
-def test_nothing_is_deferred_when_bigquery_is_the_engine():
-    env = {**os.environ, "JETSTREAM_BIGQUERY_PROJECT": "moz-fx-data-experiments"}
+@pytest.mark.parametrize("engine", [{"JETSTREAM_BIGQUERY_PROJECT": "moz-fx-data-experiments"},
+                                    {"JETSTREAM_GCS_BUCKET": "mozanalysis"}])
+def test_nothing_is_deferred_when_a_google_engine_is_selected(engine):
+    env = {**os.environ, **engine}
     probe = (
         "import json, sys\nimport jetstream_assets.sql.queries\n"
-        "print(json.dumps([type(sys.modules['google.cloud.bigquery']).__name__,"
-        " 'google.cloud.bigquery.client' in sys.modules]))\n"
+        "print(json.dumps([type(sys.modules[m]).__name__ for m in ('google.cloud.bigquery', 'google.rpc.status_pb2')]"
+        " + ['google.protobuf' in sys.modules]))\n"
     )
-    assert _python(probe, env) == ["module", True]
+    assert _python(probe, env) == ["module", "module", True]
 
 
 def test_the_quantiles_are_scipy_stats_own_bit_for_bit():
