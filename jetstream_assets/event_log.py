@@ -25,11 +25,13 @@ from dagster._core.storage.event_log.sqlite.sqlite_event_log import INDEX_SHARD_
 from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS
 from sqlalchemy.pool import NullPool, QueuePool
 
-from jetstream_assets.sqlite_storage import create_database
+from jetstream_assets.sqlite_storage import create_database, remember_dagster_migrations
 
 EVENT_BATCH_SIZE = "DAGSTER_EVENT_BATCH_SIZE"
 BATCH_EVENTS = 1000  # events stored together at most
 OPEN_DATABASES = 8  # engines kept: the index, the run being written, and a few runs the UI reads
+
+remember_dagster_migrations()  # the processes that use this storage read Dagster's migrations once
 
 
 class PooledSqliteEventLogStorage(SqliteEventLogStorage):

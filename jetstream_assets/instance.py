@@ -25,7 +25,7 @@ from dagster._core.storage.dagster_run import ACTIVE_RUN_STATUSES, DagsterRun, D
 from dagster._utils.tags import TagConcurrencyLimitsCounter
 
 from jetstream_assets.run_tags import EXPERIMENT_TAG, EXPERIMENTS_TAG, run_experiments
-from jetstream_assets.sqlite_storage import create_instance_storage
+from jetstream_assets.sqlite_storage import create_instance_storage, remember_dagster_migrations
 
 HEADER = "# Written by jetstream-assets"
 HOST_TAG = "jetstream/host"  # the machine of a run the CLI executes in its own process
@@ -103,6 +103,7 @@ def prepare_instance(home: Path) -> dg.DagsterInstance:
         config.write_text(wanted)
     if config.read_text() == wanted:  # our SQLite storage: a new instance's databases made in one go
         create_instance_storage(dagster_home)
+        remember_dagster_migrations()  # opening it checks each database's schema revision
     os.environ["DAGSTER_HOME"] = str(dagster_home)
     os.environ["JETSTREAM_HOME"] = str(home)
     return dg.DagsterInstance.get()

@@ -10,6 +10,11 @@ ours), but in a scratch place with `synchronous=OFF` (SQLite writes without wait
 files are synced once and then moved to where Dagster expects them, in one rename that either happens
 completely or not at all. A crash during creation leaves only scratch files behind, never a half-written
 database, and an instance or run database that already exists (another process was quicker) is kept.
+
+Dagster also reads its alembic migration scripts (executing each of about a hundred files) every time it
+checks or stamps a database's schema revision: a dozen times for a new instance and its first run, five times
+for a run on an existing one. Those files do not change while a process runs, so the directory read the first
+time serves the later checks (`remember_dagster_migrations`).
 """
 
 from __future__ import annotations
@@ -18,14 +23,19 @@ import os
 import shutil
 import sqlite3
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import alembic.command
+import dagster._core.storage.sql as dagster_sql
+from alembic.script import ScriptDirectory
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 SCRATCH_PREFIX = ".creating-"
+DAGSTER_MIGRATIONS = "dagster:"  # the script_location of Dagster's alembic migrations (package:folder)
 
 
 @contextmanager
@@ -73,6 +83,7 @@ def create_instance_storage(dagster_home: Path) -> bool:
     folders = ("history", "schedules")
     if any((dagster_home / name).exists() for name in folders):
         return False
+    remember_dagster_migrations()
     scratch = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX, dir=dagster_home))
     try:
         with unsynced_under(scratch):
@@ -115,3 +126,28 @@ def create_database(path: Path, initialize: Callable[[str], None]) -> bool:
         return True
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+class _RememberedScripts(ScriptDirectory):
+    """alembic's ScriptDirectory, read once per process for Dagster's own migrations (any other directory is
+    read each time, as alembic does)."""
+
+    _read: dict[str, ScriptDirectory] = {}
+    _lock = threading.Lock()
+
+    @classmethod
+    def from_config(cls, config, *args, **kwargs) -> ScriptDirectory:
+        location = config.get_main_option("script_location")
+        if args or kwargs or not (location or "").startswith(DAGSTER_MIGRATIONS):
+            return ScriptDirectory.from_config(config, *args, **kwargs)
+        with cls._lock:
+            if location not in cls._read:
+                cls._read[location] = ScriptDirectory.from_config(config)
+            return cls._read[location]
+
+
+def remember_dagster_migrations() -> None:
+    """Have Dagster's schema checks and stamps (`dagster._core.storage.sql`, `alembic.command`) read its
+    migration scripts once per process."""
+    dagster_sql.ScriptDirectory = _RememberedScripts
+    alembic.command.ScriptDirectory = _RememberedScripts

@@ -161,3 +161,37 @@ def test_schemas_are_created_unsynced_in_a_scratch_folder_only(tmp_path, monkeyp
     files = {Path(path).name for path, _ in created}
     assert files == {"runs.db", "index.db", "schedules.db", "0123abcd.db"}
     assert all(f"/{SCRATCH_PREFIX}" in path and synchronous == 0 for path, synchronous in created), created
+
+
+def test_dagsters_migration_scripts_are_read_once_per_process(tmp_path, monkeypatch):
+    """Dagster reads its ~100 alembic migration scripts for every schema check and stamp (a dozen times for a
+    new instance and its first run); they are read once per process, and any other scripts as alembic does."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from jetstream_assets import sqlite_storage
+
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    monkeypatch.setenv("JETSTREAM_HOME", str(tmp_path))
+    reads = []
+    read = ScriptDirectory.from_config.__func__
+
+    def counted(cls, config, *args, **kwargs):
+        reads.append(config.get_main_option("script_location"))
+        return read(cls, config, *args, **kwargs)
+
+    monkeypatch.setattr(ScriptDirectory, "from_config", classmethod(counted))
+    monkeypatch.setattr(sqlite_storage._RememberedScripts, "_read", {})
+    for name in ("home", "other-home"):
+        instance = prepare_instance(tmp_path / name)
+        with instance.event_log_storage.run_connection("0123abcd"):
+            pass
+        instance.dispose()
+    assert reads == ["dagster:_core/storage/alembic"]
+
+    mine = Config()
+    mine.set_main_option("script_location", str(tmp_path / "migrations"))
+    (tmp_path / "migrations" / "versions").mkdir(parents=True)
+    reads.clear()
+    first, second = (sqlite_storage._RememberedScripts.from_config(mine) for _ in range(2))
+    assert first is not second and len(reads) == 2
