@@ -6,7 +6,10 @@ it stores, and a run records several events per (experiment, date) cell (planned
 a log line): a rerun of one experiment spent a sixth of its time there. This storage keeps one engine and
 connection per database (the most recently used ones) and sets `synchronous=NORMAL`, which in the WAL mode
 Dagster already uses still never corrupts a database; only a power cut can lose the last events written.
-The files and their schema are Dagster's own, so the UI, the daemon and the default storage read them alike.
+The events Dagster emits together (a run's planned events, a step's materializations of its range of cells)
+are stored in one transaction per database (`store_event_batch`), and a new run's database is created as
+`sqlite_storage.create_database` does. The files and their schema are Dagster's own, so the UI, the daemon
+and the default storage read them alike.
 """
 
 from __future__ import annotations
@@ -109,8 +112,9 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
 
     def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
         """Store the events as `store_event` stores each (the same rows in the run's database and the index),
-        in one transaction per database instead of one or two per event; a batch that fails is stored by
-        Dagster again one event at a time, so nothing of it is committed before all of it is written."""
+        in one transaction per database instead of one or two per event. Dagster stores a batch that fails
+        again one event at a time, so its events are committed in both databases together, at the end (the
+        rows of planned checks follow, written by Dagster's own code)."""
         if len({event.run_id for event in events}) != 1:
             super().store_event_batch(events)  # one event at a time
             return
