@@ -119,17 +119,22 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
             super().store_event_batch(events)  # one event at a time
             return
         checks = []
+        # an asset's row in the index holds what its latest event of a kind says: an event followed in the
+        # batch by one of the same kind for the same asset would only be overwritten
+        latest = {(e.dagster_event.asset_key, e.dagster_event_type): i
+                  for i, e in enumerate(events) if e.is_dagster_event}
         with self._db_lock:
             with self._engine(events[0].run_id).connect() as run, self._engine(INDEX_SHARD_NAME).connect() as index:
                 with run.begin(), index.begin():
-                    for event in events:
+                    for i, event in enumerate(events):
                         statement = self.prepare_insert_event(event)
                         run.execute(statement)
                         kind = event.dagster_event_type if event.is_dagster_event else None
                         if kind in ASSET_EVENTS:  # mirrored in the index, with the asset's tags and latest event
                             event_id = index.execute(statement).inserted_primary_key[0]
                             self._store_asset_event_tags(index, [event], [event_id])
-                            self._store_asset_event(index, event, event_id)
+                            if latest[(event.dagster_event.asset_key, kind)] == i:
+                                self._store_asset_event(index, event, event_id)
                         if kind in ASSET_CHECK_EVENTS:
                             checks.append((event, index.execute(statement).inserted_primary_key[0]))
                         if kind in EVENT_TYPE_TO_PIPELINE_RUN_STATUS:

@@ -155,7 +155,8 @@ def test_a_batch_stores_the_rows_one_event_at_a_time_stores(run, tmp_path):
         f"{summary.run_id}.db": {"event_logs": "event, dagster_event_type, asset_key, partition, step_key"},
         "index.db": {
             "event_logs": "id, event, dagster_event_type, asset_key, partition",
-            "asset_keys": "asset_key, last_materialization, last_run_id, cached_status_data",
+            "asset_keys": "asset_key, last_materialization, last_run_id, last_materialization_timestamp, "
+                          "cached_status_data",
             "asset_event_tags": "event_id, asset_key, key, value",
             "asset_check_executions": "asset_key, check_name, partition, run_id, execution_status, "
                                       "evaluation_event, evaluation_event_storage_id",

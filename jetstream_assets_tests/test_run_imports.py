@@ -35,7 +35,8 @@ def test_a_local_run_loads_neither_the_bigquery_client_nor_scipy_stats(tmp_path)
         env.pop("DAGSTER_HOME")
         probe = (
             "import json, sys\nfrom jetstream_assets.cli import main\n"
-            f"code = main(['run', '--experiment', 'demo-live', '--date', '2026-11-20', '--home', {str(world.home)!r}])\n"
+            "code = main(['run', '--experiment', 'demo-live', '--date', '2026-11-20', '--home', "
+            f"{str(world.home)!r}])\n"
             f"print(json.dumps({{'code': code, 'loaded': [m for m in {NEVER_LOADED!r} if m in sys.modules],"
             " 'statistics': 'jetstream_assets.statistics.estimators' in sys.modules,"
             " 'deferred': type(sys.modules.get('google.cloud.bigquery')).__name__}))\n"
