@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from jetstream_assets.statistics import compute_statistic
-from jetstream_assets.statistics.estimators import GRID_QUANTILES, quantile_grid
+from jetstream_assets.statistics.linear_model import GRID_QUANTILES, quantile_grid
 
 
 def _pandas_grid(x: np.ndarray) -> np.ndarray:
@@ -46,7 +46,7 @@ def test_adjusted_linear_model_unchanged_by_grid():
     params = {"covariate_adjustment": {"period": "preenrollment_week"}, "period": "week"}
     new = compute_statistic(data, "m", "linear_model_mean", params)
 
-    import jetstream_assets.statistics.estimators as est
+    import jetstream_assets.statistics.linear_model as est
 
     original = est.quantile_grid
     try:

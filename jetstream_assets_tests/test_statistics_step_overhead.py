@@ -13,7 +13,7 @@ import scipy.stats as st
 
 from jetstream_assets.assets import statistics as step
 from jetstream_assets.statistics.engine import compute_statistic
-from jetstream_assets.statistics.estimators import _pooled_cap
+from jetstream_assets.statistics.linear_model import _pooled_cap
 from jetstream_assets.statistics.results import records_frame
 
 RNG = np.random.default_rng(14)

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import estimators
+from . import estimators, linear_model
 from .estimators import StatisticInput, factorize_branches
 from .pre_treatments import PreTreatmentContext, apply_pre_treatments, known_pre_treatments
 from .results import Row, StatisticError, records_frame, row_records
@@ -41,13 +41,13 @@ STATISTICS: dict[str, StatisticSpec] = {
     "binomial": StatisticSpec("binomial", estimators.binomial, {**_CI}),
     "deciles": StatisticSpec("deciles", estimators.deciles, {"num_samples": 10000, **_CI}),
     "linear_model_mean": StatisticSpec(
-        "mean_lm", estimators.linear_model_mean, {"drop_highest": 0.005, "covariate_adjustment": None}
+        "mean_lm", linear_model.linear_model_mean, {"drop_highest": 0.005, "covariate_adjustment": None}
     ),
     "linear_model_mean_no_clip": StatisticSpec(
-        "mean_lm_noclip", estimators.linear_model_mean, {"drop_highest": 0.0, "covariate_adjustment": None}
+        "mean_lm_noclip", linear_model.linear_model_mean, {"drop_highest": 0.0, "covariate_adjustment": None}
     ),
     "per_client_dau_impact": StatisticSpec(
-        "per_client_dau_impact", estimators.per_client_dau_impact, {"drop_highest": 0.0, "covariate_adjustment": None}
+        "per_client_dau_impact", linear_model.per_client_dau_impact, {"drop_highest": 0.0, "covariate_adjustment": None}
     ),
     "count": StatisticSpec("count", estimators.count, {}, needs_metric_column=False),
     "sum": StatisticSpec("sum", estimators.sum_, {}),
