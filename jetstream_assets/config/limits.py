@@ -5,7 +5,8 @@
   1,000-part keys and 400-deep inline values);
 * templates: see `sandbox` (output, steps and time per render and per experiment); `validate-config`
   renders the templates of one file (on every platform it tries) in `FILE_RENDER_SECONDS` together;
-* one dry run may take `DRY_RUN_SECONDS` (DuckDB is interrupted from a timer); the dry runs of one file
+* one dry run may take `DRY_RUN_SECONDS` (DuckDB is interrupted from a timer, or from a `Watchdog` that
+  serves every dry run of a call with one thread); the dry runs of one file
   under `validate-config` (isolating the metrics that break a query takes several) `FILE_DRY_RUN_SECONDS`
   together.
 """
@@ -92,3 +93,51 @@ def interrupt_after(connection: Any, seconds: float = DRY_RUN_SECONDS) -> Iterat
         yield fired
     finally:
         timer.cancel()
+
+
+class Watchdog:
+    """`interrupt_after` for many blocks with one thread (a timer thread per dry run costs more than a
+    dry run of a small query). Started by the first `guard`, stopped by `close` (joined: no thread left)."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._armed: dict[object, tuple[float, Any, threading.Event]] = {}
+        self._closed = False
+        self._thread: threading.Thread | None = None
+
+    @contextlib.contextmanager
+    def guard(self, connection: Any, seconds: float = DRY_RUN_SECONDS) -> Iterator[threading.Event]:
+        """As `interrupt_after(connection, seconds)`."""
+        fired, token = threading.Event(), object()
+        with self._changed:
+            if self._closed:
+                raise RuntimeError("the watchdog is closed")
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._watch, name="dry-run-watchdog", daemon=True)
+                self._thread.start()
+            self._armed[token] = (time.monotonic() + seconds, connection, fired)
+            self._changed.notify()
+        try:
+            yield fired
+        finally:
+            with self._changed:
+                self._armed.pop(token, None)
+
+    def _watch(self) -> None:
+        with self._changed:
+            while not self._closed:
+                now = time.monotonic()
+                for token, (due, connection, fired) in list(self._armed.items()):
+                    if due <= now:
+                        del self._armed[token]
+                        fired.set()
+                        connection.interrupt()
+                due = min((d for d, _, _ in self._armed.values()), default=None)
+                self._changed.wait(None if due is None else due - now)
+
+    def close(self) -> None:
+        with self._changed:
+            self._closed = True
+            self._changed.notify()
+        if self._thread is not None:
+            self._thread.join()

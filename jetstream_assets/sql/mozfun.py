@@ -16,6 +16,8 @@ DuckDB 2 only accepts `lambda x: ...` lambdas (not `x -> ...`).
 
 from __future__ import annotations
 
+import re
+
 #: Value types of the key/value lists `map.get_key` accepts (keys are VARCHAR or BIGINT).
 KV_VALUE_TYPES: tuple[str, ...] = (
     "VARCHAR",
@@ -245,7 +247,34 @@ MACROS: dict[str, str] = {
 
 def macro_statements(skip: frozenset[str] = frozenset()) -> list[str]:
     """CREATE MACRO statements for a fresh DuckDB connection (dependencies first), but those in `skip`."""
-    return [f"CREATE OR REPLACE MACRO {name}{body}" for name, body in MACROS.items() if name not in skip]
+    return [macro_statement(name) for name in MACROS if name not in skip]
+
+
+#: a macro name as it appears in DuckDB SQL, in any case (a superset of the calls: a column could be
+#: named so too)
+_MACRO_WORD = re.compile(r"\b(?:mozfun|udf)_\w+", re.IGNORECASE)
+#: the other macros each macro's body calls
+_CALLS: dict[str, frozenset[str]] = {
+    name: frozenset(n for n in _MACRO_WORD.findall(body) if n in MACROS and n != name)
+    for name, body in MACROS.items()
+}
+
+
+def macros_called(sql: str) -> list[str]:
+    """The macros DuckDB `sql` calls, and those their bodies call, dependencies first (`MACROS` order):
+    a connection that compiles few queries creates only these (`macro_statement`)."""
+    todo = [n for n in map(str.lower, _MACRO_WORD.findall(sql)) if n in MACROS]
+    wanted: set[str] = set()
+    while todo:
+        name = todo.pop()
+        if name not in wanted:
+            wanted.add(name)
+            todo.extend(_CALLS[name])
+    return [n for n in MACROS if n in wanted]
+
+
+def macro_statement(name: str) -> str:
+    return f"CREATE OR REPLACE MACRO {name}{MACROS[name]}"
 
 
 def macro_names() -> frozenset[str]:

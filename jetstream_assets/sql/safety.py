@@ -108,7 +108,7 @@ def _problem(sql: str, kind: str) -> str | None:
     if problem:
         return problem
     try:
-        statements = parse_with_unnests(wrapped)  # sqlglot's trees, a third cheaper to get
+        statements = parse_with_unnests(wrapped, tokens)  # sqlglot's trees, from the tokens read above
     except RecursionError:
         return "the SQL nests too deeply to be checked"
     except sqlglot.errors.SqlglotError:

@@ -156,25 +156,31 @@ def _explicit_unnests(select: exp.Select) -> None:
 
 _PARSE_LOCK = threading.Lock()
 _SQLGLOT_IMPLICIT_UNNEST = BigQueryParser.SUPPORTS_IMPLICIT_UNNEST  # sqlglot's own setting
+_BIGQUERY = sqlglot.Dialect.get_or_raise("bigquery")
 
 
-def sqlglot_parse(text: str, *, implicit_unnest: bool = _SQLGLOT_IMPLICIT_UNNEST) -> list[exp.Expression]:
+def sqlglot_parse(
+    text: str, *, implicit_unnest: bool = _SQLGLOT_IMPLICIT_UNNEST, tokens: list | None = None,
+) -> list[exp.Expression]:
     """`sqlglot.parse(text, read="bigquery")` with sqlglot's own implicit-UNNEST rewrite on or off. It is a
     class setting (the compiled parser has no per-call option), so every BigQuery parse of the package goes
-    through here, under one lock: a parse in another thread never sees the setting of this one."""
+    through here, under one lock: a parse in another thread never sees the setting of this one. `tokens`:
+    `sqlglot.tokenize(text, read="bigquery")` when the caller has them already."""
     with _PARSE_LOCK:
         saved = BigQueryParser.SUPPORTS_IMPLICIT_UNNEST
         BigQueryParser.SUPPORTS_IMPLICIT_UNNEST = implicit_unnest
         try:
+            if tokens is not None:
+                return [t for t in _BIGQUERY.parser().parse(tokens, text) if t is not None]
             return [t for t in sqlglot.parse(text, read="bigquery") if t is not None]
         finally:
             BigQueryParser.SUPPORTS_IMPLICIT_UNNEST = saved
 
 
-def parse_with_unnests(text: str) -> list[exp.Expression]:
+def parse_with_unnests(text: str, tokens: list | None = None) -> list[exp.Expression]:
     """`sqlglot.parse(text, read="bigquery")`, the same trees, with its implicit-UNNEST rewrite done by
     `_explicit_unnests` (without the parser's copies of every joined subquery); sqlglot's errors."""
-    trees = sqlglot_parse(text, implicit_unnest=False)
+    trees = sqlglot_parse(text, implicit_unnest=False, tokens=tokens)
     for tree in trees:
         for select in tree.find_all(exp.Select):
             _explicit_unnests(select)
