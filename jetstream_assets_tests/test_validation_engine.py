@@ -15,6 +15,7 @@ from jetstream_assets.validation import validate_configs
 from jetstream_assets.validation.report import SQL
 from jetstream_assets.validation.synthetic_engine import SyntheticEngine
 from jetstream_assets.warehouse.base import WarehouseError
+from jetstream_assets_tests.test_validate_synthetic_types import HUB
 from jetstream_assets_tests.worlds import write_hub
 
 _SLOW = "SELECT count(*) FROM range(1000000000000) a, range(1000000) b"
@@ -89,33 +90,15 @@ def test_an_overrunning_dry_run_is_reported_as_interrupted(monkeypatch):
         engine.close()
 
 
-HUB = {
-    "definitions/firefox_desktop.toml": """
-        [data_sources.shared_ds]
-        from_expression = "mozdata.telemetry.shared"
-        experiments_column_type = "none"
-    """,
-    "jetstream/defaults/firefox_desktop.toml": "[metrics]\nweekly = []\n",
-    "jetstream/fine.toml": """
-        [metrics]
-        weekly = ["x_total"]
-        [metrics.x_total]
-        select_expression = "SUM(x)"
-        data_source = "shared_ds"
-        statistics = { bootstrap_mean = {} }
-    """,
-}
-
-
 def test_an_overrunning_dry_run_in_a_file_is_a_problem_of_that_file_and_no_thread_outlives_the_call(
         tmp_path, monkeypatch):
     hub = write_hub(tmp_path, HUB)
     before = set(threading.enumerate())
-    [report] = validate_configs([hub / "jetstream/fine.toml"], synthetic=True, platform="firefox_desktop")
+    [report] = validate_configs([hub / "jetstream/uses-x-as-number.toml"], synthetic=True, platform="firefox_desktop")
     assert report.valid, [str(p) for p in report.problems]
     monkeypatch.setattr(limits, "DRY_RUN_SECONDS", 0.2)
     monkeypatch.setattr(SyntheticEngine, "_describe", lambda self, sql: self.con.execute(_SLOW).fetchall())
-    [report] = validate_configs([hub / "jetstream/fine.toml"], synthetic=True, platform="firefox_desktop")
+    [report] = validate_configs([hub / "jetstream/uses-x-as-number.toml"], synthetic=True, platform="firefox_desktop")
     assert not report.valid and all(p.kind == SQL for p in report.problems)
     assert any("within 0.2 s (interrupted)" in p.cause for p in report.problems)
     assert set(threading.enumerate()) == before
