@@ -16,7 +16,7 @@ from jetstream_assets.assets import statistics as step
 from jetstream_assets.planner import Cell, Planner
 from jetstream_assets.runner import run_experiment
 from jetstream_assets.sql import names
-from jetstream_assets.statistics.results import STATISTIC_COLUMNS, Row, rows_to_frame
+from jetstream_assets.statistics.results import STATISTIC_COLUMNS, Row, records_frame, row_records
 from jetstream_assets_tests.worlds import TODAY, build_world
 
 FRAME = pd.DataFrame({"analysis_id": ["a", "b", "c", None, "e"], "branch": ["x", "y", "x", "x", "y"]})
@@ -46,7 +46,7 @@ def test_a_covariate_table_with_a_client_twice_is_an_error_not_extra_rows():
         step._left_join(FRAME, step.CovariateTable(pre, "v"))
 
 
-def test_rows_to_frame_equals_pandas_dedup_of_the_records():
+def test_statistics_records_frame_equals_pandas_dedup_of_the_records():
     rows = [
         Row("control", 1.0, 0.5, 1.5, ci_width=0.95),
         Row("treatment", float("nan"), None, float("inf"), ci_width=0.95),
@@ -54,7 +54,7 @@ def test_rows_to_frame_equals_pandas_dedup_of_the_records():
         Row("control", 2.0, 1.5, 2.5, ci_width=0.95),  # replaces the first row, in its own place
         Row("treatment", 3.0, parameter=0.5, statistic="other"),
     ]
-    frame = rows_to_frame(rows, metric="m", statistic="s", segment="all", analysis_basis="enrollments")
+    frame = records_frame(row_records(rows, metric="m", statistic="s", segment="all", analysis_basis="enrollments"))
     expected = pd.DataFrame.from_records(
         [{"metric": "m", "statistic": r.statistic or "s", "parameter": r.parameter, "branch": r.branch,
           "comparison": r.comparison, "comparison_to_branch": r.comparison_to_branch, "ci_width": r.ci_width,

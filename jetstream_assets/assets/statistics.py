@@ -18,7 +18,7 @@ from jetstream_assets.sql import names
 from jetstream_assets.sql.queries import bases_for, metrics_for, segments_of
 from jetstream_assets.statistics import STATISTIC_COLUMNS
 from jetstream_assets.statistics.engine import statistic_records
-from jetstream_assets.statistics.results import records_frame
+from jetstream_assets.statistics.results import Row, records_frame, row_records
 from jetstream_assets.statistics.estimators import factorize_branches
 from jetstream_assets.warehouse.base import Warehouse
 from jetstream_assets.windows import AnalysisWindow
@@ -210,8 +210,8 @@ def _count_records(table: MetricsTable, rows: np.ndarray | None, branches: list[
     the basis' metrics table in the segment, the clients the statistics analysed (with a custom exposure
     signal the exposures basis' metrics query finds exposures the enrollments table does not date)."""
     n = dict(zip(table.labels, table.counts(rows).tolist()))
-    return [("identity", "count", None, b, None, None, None, float(n.get(b, 0)), None, None, segment, basis)
-            for b in branches]
+    return row_records([Row(b, float(n.get(b, 0))) for b in branches], metric="identity", statistic="count",
+                       segment=segment, analysis_basis=basis)
 
 
 def compute_window_statistics(

@@ -120,19 +120,6 @@ def records_frame(records: list[tuple]) -> pd.DataFrame:
     return pd.DataFrame(values, columns=STATISTIC_COLUMNS)
 
 
-def rows_to_frame(
-    rows: Iterable[Row],
-    *,
-    metric: str,
-    statistic: str,
-    segment: str,
-    analysis_basis: str,
-) -> pd.DataFrame:
-    """The statistics frame of rows: row_records as a frame."""
-    return records_frame(row_records(rows, metric=metric, statistic=statistic, segment=segment,
-                                     analysis_basis=analysis_basis))
-
-
 def _text_or_none(value: Any) -> Any:
     return None if value is None or (isinstance(value, float) and np.isnan(value)) else value
 
