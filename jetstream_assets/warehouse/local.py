@@ -244,15 +244,7 @@ class LocalWarehouse(Warehouse):
                 rows = len(df)
             else:
                 df = None
-                target = self.table_path(destination)
-                tmp = self._tmp_path(target)
-                try:
-                    rows = con.execute(
-                        f"COPY ({duck_sql}) TO {_sql_string(str(tmp))} ({_PARQUET})"
-                    ).fetchone()[0]  # COPY answers with the number of rows written
-                    os.replace(tmp, target)
-                finally:
-                    tmp.unlink(missing_ok=True)
+                rows = self._copy_to_table(con, duck_sql, destination)
             if os.environ.get(SCAN_LOG):
                 self._log_scans(destination)
         except duckdb.Error as e:
@@ -324,13 +316,7 @@ class LocalWarehouse(Warehouse):
                 for key in share:
                     table, select = selects[key]
                     submitted, started = dt.datetime.now(dt.UTC), time.monotonic()
-                    target = self.table_path(table)
-                    tmp = self._tmp_path(target)
-                    try:
-                        rows = cursor.execute(f"COPY ({select}) TO {_sql_string(str(tmp))} ({_PARQUET})").fetchone()[0]
-                        os.replace(tmp, target)
-                    finally:
-                        tmp.unlink(missing_ok=True)
+                    rows = self._copy_to_table(cursor, select, table)
                     done[key] = (QueryResult(table, int(rows), 0, time.monotonic() - started), submitted)
             finally:
                 cursor.close()
@@ -345,6 +331,19 @@ class LocalWarehouse(Warehouse):
         for future in futures:  # every share has finished; the first failure is raised
             out.update(future.result())
         return {key: out[key] for key in keys}
+
+    def _copy_to_table(self, con: duckdb.DuckDBPyConnection, select: str, table: str) -> int:
+        """Write the rows of `select` as `table`: to a temporary file, renamed over the table's file once
+        complete (never a half-written table); the number of rows written."""
+        target = self.table_path(table)
+        tmp = self._tmp_path(target)
+        try:
+            # COPY answers with the number of rows written
+            rows = con.execute(f"COPY ({select}) TO {_sql_string(str(tmp))} ({_PARQUET})").fetchone()[0]
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return int(rows)
 
     def _tmp_path(self, target: Path) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
