@@ -286,7 +286,14 @@ _REWRITTEN = (exp.Table, exp.DateAdd, exp.DateSub, exp.ArrayAgg, exp.Unnest)
 def _rewrite(statements: list[exp.Expression], read: Callable[[TableKey], exp.Expression | None]) -> str:
     out = []
     for tree in statements:
-        ctes = _cte_names(tree)
+        # one walk finds the CTE names and the nodes the steps may change (parents before children)
+        ctes: set[str] = set()
+        found: list[exp.Expression] = []
+        for node in tree.dfs():
+            if isinstance(node, _REWRITTEN):
+                found.append(node)
+            elif isinstance(node, exp.CTE):
+                ctes.add(node.alias_or_name.lower())
 
         def replace(node: exp.Expression) -> exp.Expression:
             key = _table_key(node, ctes)
@@ -295,11 +302,27 @@ def _rewrite(statements: list[exp.Expression], read: Callable[[TableKey], exp.Ex
                 return node
             return exp.alias_(replacement, exp.to_identifier(node.alias or key[2]), table=True)
 
-        def rewrite(node: exp.Expression) -> exp.Expression:
-            if not isinstance(node, _REWRITTEN):  # most nodes: each step below leaves them as they are
-                return node
-            return _unaliased_unnest(_array_agg_limit(_fold_date_add(replace(node))))
-
-        tree = tree.transform(rewrite, copy=False)
+        replaced: set[int] = set()
+        for node in found:
+            if replaced and _inside_any(node, replaced):
+                continue  # a node under one already rewritten is not visited (as in sqlglot's transform)
+            parent, arg_key, index = node.parent, node.arg_key, node.index  # before the steps re-parent it
+            new = _unaliased_unnest(_array_agg_limit(_fold_date_add(replace(node))))
+            if new is node:
+                continue
+            replaced.add(id(node))
+            if parent is None:
+                tree = new
+            elif arg_key:
+                parent.set(arg_key, new, index)
         out.append(tree.sql(dialect="duckdb", copy=False))  # the tree is ours: no defensive copy
     return ";\n".join(out)
+
+
+def _inside_any(node: exp.Expression, ids: set[int]) -> bool:
+    """Whether `node` or one of its ancestors is one of `ids`."""
+    while node is not None:
+        if id(node) in ids:
+            return True
+        node = node.parent
+    return False
