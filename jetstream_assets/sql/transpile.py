@@ -157,6 +157,8 @@ def _explicit_unnests(select: exp.Select) -> None:
 _PARSE_LOCK = threading.Lock()
 _SQLGLOT_IMPLICIT_UNNEST = BigQueryParser.SUPPORTS_IMPLICIT_UNNEST  # sqlglot's own setting
 _BIGQUERY = sqlglot.Dialect.get_or_raise("bigquery")
+#: what every rewrite writes: loaded with this module rather than by the first statement rewritten
+_DUCKDB = sqlglot.Dialect.get_or_raise("duckdb")
 
 
 def sqlglot_parse(
@@ -250,7 +252,7 @@ def to_duckdb(sql: str, resolve_table: TableResolver) -> str:
     for key in table_references(sql):
         replacement = resolve_table(*key)
         if isinstance(replacement, exp.Expression):
-            replacement = replacement.sql(dialect="duckdb")
+            replacement = replacement.sql(dialect=_DUCKDB)
         resolved.append((key, replacement))
     return _to_duckdb(sql, tuple(resolved))
 
@@ -263,7 +265,7 @@ def _to_duckdb(sql: str, resolved: tuple[tuple[TableKey, str | None], ...]) -> s
         replacement = replacements.get(key)
         if replacement is None:
             return None
-        parsed = sqlglot.parse_one(replacement, read="duckdb")
+        parsed = sqlglot.parse_one(replacement, read=_DUCKDB)
         return parsed.subquery() if isinstance(parsed, exp.Query) else parsed
 
     return _rewrite([tree.copy() for tree in _parsed(sql)], read)
@@ -274,7 +276,7 @@ def trees_to_duckdb(statements: list[exp.Expression], resolve_table: TableResolv
 
     def read(key: TableKey) -> exp.Expression | None:
         replacement = resolve_table(*key)
-        return sqlglot.parse_one(replacement, read="duckdb").subquery() if isinstance(replacement, str) else replacement
+        return sqlglot.parse_one(replacement, read=_DUCKDB).subquery() if isinstance(replacement, str) else replacement
 
     return _rewrite([t for t in statements if t is not None], read)
 
@@ -315,7 +317,7 @@ def _rewrite(statements: list[exp.Expression], read: Callable[[TableKey], exp.Ex
                 tree = new
             elif arg_key:
                 parent.set(arg_key, new, index)
-        out.append(tree.sql(dialect="duckdb", copy=False))  # the tree is ours: no defensive copy
+        out.append(tree.sql(dialect=_DUCKDB, copy=False))  # the tree is ours: no defensive copy
     return ";\n".join(out)
 
 
