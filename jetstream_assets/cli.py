@@ -164,20 +164,6 @@ def add_run(sub) -> None:
 # --- the other subcommands ------------------------------------------------------------------------------------
 
 
-def add_demo(sub) -> None:
-    demo = sub.add_parser("demo", parents=[common()],
-                          help="Generate the demo world and analyse every demo experiment.")
-    demo.add_argument("--home", default=None, help=HOME_HELP)
-    demo.add_argument("--clients", type=int, default=100_000, help="Synthetic clients (up to 1,000,000).")
-    demo.set_defaults(func=_demo)
-
-
-def _demo(args: argparse.Namespace) -> int:
-    from jetstream_assets.demo.run import run_demo
-
-    return run_demo(home_dir(args.home), clients=args.clients)
-
-
 def add_validate_config(sub) -> None:
     check = sub.add_parser(
         "validate-config", parents=[common()],
@@ -250,7 +236,9 @@ def add_aggregates(sub) -> None:
 
 
 # One function per subcommand, each adding its parser (and `func`) to the subparsers.
-SUBCOMMANDS = [add_demo, add_run, add_validate_config, add_statistics, add_serve, add_aggregates]
+SUBCOMMANDS = [add_run, add_validate_config, add_statistics, add_serve, add_aggregates]
+#: entry points that add subcommands of other packages (the demo adds `demo`: the CLI never imports it)
+COMMANDS_GROUP = "jetstream_assets.commands"
 
 
 def common() -> argparse.ArgumentParser:
@@ -265,9 +253,14 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in SUBCOMMANDS:
         add(sub)
-    # A subcommand whose arguments need heavy imports adds them only when it is the one chosen.
     args = sys.argv[1:] if argv is None else argv
     chosen = next((a for a in args if not a.startswith("-")), None)
+    if chosen not in sub.choices:  # another package's command, or help: read the entry points (~20 ms)
+        from importlib.metadata import entry_points
+
+        for entry_point in sorted(entry_points(group=COMMANDS_GROUP), key=lambda e: e.name):
+            entry_point.load()(sub)
+    # A subcommand whose arguments need heavy imports adds them only when it is the one chosen.
     if chosen in sub.choices:
         lazy = sub.choices[chosen].get_default("arguments")
         if lazy:
