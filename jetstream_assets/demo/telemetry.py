@@ -22,17 +22,13 @@ branch; earlier data is never touched, so pre-enrollment periods show no differe
 
 from __future__ import annotations
 
-import os
-import tempfile
-from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from .experiments import (
     AD_CLICKS,
@@ -44,11 +40,21 @@ from .experiments import (
     TAB_OPEN,
     URI_COUNT,
 )
+from .telemetry_tables import (
+    CLIENTS_DAILY_SCHEMA,
+    CLIENTS_LAST_SEEN_SCHEMA,
+    EVENTS_SCHEMA,
+    URI_COUNT_ALL,
+    AtomicParquet,
+    coded_strings,
+    events_table,
+    experiments_map,
+    uuid_strings,
+)
 
 DATASET = "telemetry"
 PRE_ENROLLMENT_DAYS = 35  # data before the earliest start: preenrollment_days28 needs 28 days
 MAX_CLIENTS = 5_000_000  # the demo CLI stops at 1,000,000; benchmarks go to 5,000,000
-URI_COUNT_ALL = "scalar_parent_browser_engagement_total_uri_count_normal_and_private_mode_sum"
 _BITS_DAYS = 28
 _PRIOR_27 = (1 << 27) - 1
 
@@ -149,138 +155,9 @@ def _experiments(
     return sorted(parsed, key=lambda e: e.slug)
 
 
-def _uuid_strings(raw: np.ndarray) -> pa.Array:
-    """UUID-formatted strings from (n, 16) random bytes, built without a per-client loop."""
-    n = raw.shape[0]
-    hexdigits = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
-    nibbles = np.empty((n, 32), dtype=np.uint8)
-    nibbles[:, 0::2] = hexdigits[raw >> 4]
-    nibbles[:, 1::2] = hexdigits[raw & 0x0F]
-    out = np.full((n, 36), ord("-"), dtype=np.uint8)
-    out[:, 0:8] = nibbles[:, 0:8]
-    out[:, 9:13] = nibbles[:, 8:12]
-    out[:, 14:18] = nibbles[:, 12:16]
-    out[:, 19:23] = nibbles[:, 16:20]
-    out[:, 24:36] = nibbles[:, 20:32]
-    out[:, 14] = ord("4")  # version 4
-    offsets = np.arange(0, 36 * (n + 1), 36, dtype=np.int32)
-    return pa.Array.from_buffers(
-        pa.string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(out.tobytes())]
-    )
-
-
-def _strings(codes: np.ndarray, values: Iterable[str]) -> pa.Array:
-    return pa.DictionaryArray.from_arrays(
-        pa.array(codes.astype(np.int32)), pa.array(list(values), pa.string())
-    ).dictionary_decode()
-
-
-def _flat(array: pa.Array | pa.ChunkedArray) -> pa.Array:
-    """pyarrow hands back a ChunkedArray for very large inputs (millions of clients enrolling in a day);
-    MapArray.from_arrays needs one array."""
-    return array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
-
-
 def _stochastic_round(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Round so that the expectation is kept: a multiplied count stays unbiased."""
     return np.floor(x + rng.random(x.shape[0])).astype(np.int64)
-
-
-class _AtomicParquet:
-    """A Parquet file written row group by row group to a temporary name, renamed into place at the end."""
-
-    def __init__(self, path: Path, schema: pa.Schema):
-        self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        self.tmp = Path(tmp)
-        self.writer = pq.ParquetWriter(self.tmp, schema, compression="zstd")
-        self.rows = 0
-
-    def write(self, table: pa.Table) -> None:
-        if table.num_rows:
-            self.writer.write_table(table)
-            self.rows += table.num_rows
-
-    def commit(self) -> None:
-        self.writer.close()
-        os.replace(self.tmp, self.path)
-
-    def abort(self) -> None:
-        try:
-            self.writer.close()
-        finally:
-            self.tmp.unlink(missing_ok=True)
-
-
-_SIMPLE_MAP = pa.map_(pa.string(), pa.string())
-_NATIVE_MAP = pa.map_(pa.string(), pa.struct([("branch", pa.string())]))
-
-CLIENTS_DAILY_SCHEMA = pa.schema(
-    [
-        ("submission_date", pa.date32()),
-        ("client_id", pa.string()),
-        ("sample_id", pa.int64()),
-        ("normalized_channel", pa.string()),
-        ("country", pa.string()),
-        ("os", pa.string()),
-        ("os_version", pa.string()),
-        ("app_version", pa.string()),
-        ("first_seen_date", pa.date32()),
-        ("is_default_browser", pa.bool_()),
-        ("fxa_configured", pa.bool_()),
-        ("pings_aggregated_by_this_row", pa.int64()),
-        (ACTIVE_HOURS, pa.float64()),
-        ("subsession_hours_sum", pa.float64()),
-        (URI_COUNT, pa.int64()),
-        (URI_COUNT_ALL, pa.int64()),
-        (TAB_OPEN, pa.int64()),
-        (SEARCH_COUNT, pa.int64()),
-        (SEARCH_WITH_ADS, pa.int64()),
-        (AD_CLICKS, pa.int64()),
-        ("experiments", _SIMPLE_MAP),
-    ]
-)
-
-CLIENTS_LAST_SEEN_SCHEMA = pa.schema(
-    [
-        ("submission_date", pa.date32()),
-        ("client_id", pa.string()),
-        ("sample_id", pa.int64()),
-        ("normalized_channel", pa.string()),
-        ("country", pa.string()),
-        ("os", pa.string()),
-        ("first_seen_date", pa.date32()),
-        ("days_seen_bits", pa.int64()),
-        ("days_active_bits", pa.int64()),
-        ("is_regular_user_v3", pa.bool_()),
-        ("is_new_or_resurrected_v3", pa.bool_()),
-        ("activity_segments_v1", pa.string()),
-        ("experiments", _SIMPLE_MAP),
-    ]
-)
-
-EVENTS_SCHEMA = pa.schema(
-    [
-        ("submission_date", pa.date32()),
-        ("timestamp", pa.timestamp("us")),
-        ("client_id", pa.string()),
-        ("sample_id", pa.int64()),
-        ("normalized_channel", pa.string()),
-        ("country", pa.string()),
-        ("os", pa.string()),
-        ("app_version", pa.string()),
-        ("event_process", pa.string()),
-        ("event_timestamp", pa.int64()),
-        ("event_category", pa.string()),
-        ("event_method", pa.string()),
-        ("event_object", pa.string()),
-        ("event_string_value", pa.string()),
-        ("event_map_values", pa.map_(pa.string(), pa.string())),
-        ("experiments", _NATIVE_MAP),
-    ]
-)
 
 
 def generate_telemetry(
@@ -336,7 +213,7 @@ def generate_telemetry(
 
     # -- clients ---------------------------------------------------------------------------------
     raw_ids = rng.integers(0, 256, size=(n, 16), dtype=np.uint8)
-    client_id = _uuid_strings(raw_ids)
+    client_id = uuid_strings(raw_ids)
     sample_id = (raw_ids[:, 0].astype(np.int64) * 256 + raw_ids[:, 1]) % 100
     kind = rng.choice(3, size=n, p=[0.45, 0.30, 0.25])  # regular, casual, infrequent
     alpha = np.array([8.0, 3.0, 1.0])[kind]
@@ -367,11 +244,11 @@ def generate_telemetry(
     first_seen_date = (epoch + first_seen.astype("timedelta64[D]"))
     first_seen_arr = pa.array(first_seen_date)
 
-    os_arr = _strings(os_code, _OS)
-    os_version_arr = _strings(os_code, [_OS_VERSION[o] for o in _OS])
-    country_arr = _strings(country_code, _COUNTRY)
-    channel_arr = _strings(channel_code, _CHANNEL)
-    version_arr = _strings(version_code, _VERSION)
+    os_arr = coded_strings(os_code, _OS)
+    os_version_arr = coded_strings(os_code, [_OS_VERSION[o] for o in _OS])
+    country_arr = coded_strings(country_code, _COUNTRY)
+    channel_arr = coded_strings(channel_code, _CHANNEL)
+    version_arr = coded_strings(version_code, _VERSION)
 
     # -- enrollment plans --------------------------------------------------------------------------
     n_exp = len(exps)
@@ -406,9 +283,9 @@ def generate_telemetry(
     # every table is written one day at a time, so each Parquet row group holds one submission date and
     # a date filter skips the other days' row groups (as BigQuery's date partitions do)
     writers = {
-        "clients_daily": _AtomicParquet(root / "clients_daily.parquet", CLIENTS_DAILY_SCHEMA),
-        "clients_last_seen": _AtomicParquet(root / "clients_last_seen.parquet", CLIENTS_LAST_SEEN_SCHEMA),
-        "events": _AtomicParquet(root / "events.parquet", EVENTS_SCHEMA),
+        "clients_daily": AtomicParquet(root / "clients_daily.parquet", CLIENTS_DAILY_SCHEMA),
+        "clients_last_seen": AtomicParquet(root / "clients_last_seen.parquet", CLIENTS_LAST_SEEN_SCHEMA),
+        "events": AtomicParquet(root / "events.parquet", EVENTS_SCHEMA),
     }
     try:
         for d in range(n_days):
@@ -486,7 +363,7 @@ def generate_telemetry(
                 continue
             date_arr = pa.array(np.full(m, np.datetime64(day, "D")))
             take = pa.array(idx)
-            exp_map = _experiments_map(
+            exp_map = experiments_map(
                 idx, d, enroll_day, branch_global, exp_slugs, branch_names, native=False
             )
             prior = (bits[idx] >> 1) & _PRIOR_27
@@ -528,7 +405,7 @@ def generate_telemetry(
                         "days_active_bits": pa.array(active_bits[idx]),
                         "is_regular_user_v3": pa.array(np.bitwise_count(prior) >= 14),
                         "is_new_or_resurrected_v3": pa.array(prior == 0),
-                        "activity_segments_v1": _strings(activity, _ACTIVITY_SEGMENT),
+                        "activity_segments_v1": coded_strings(activity, _ACTIVITY_SEGMENT),
                         "experiments": exp_map,
                     },
                     schema=CLIENTS_LAST_SEEN_SCHEMA,
@@ -537,11 +414,11 @@ def generate_telemetry(
             events: list[pa.Table] = []
             for ev_idx, i, method, branch_codes in day_events:
                 events.append(
-                    _events_table(
+                    events_table(
                         ev_idx, method, exps[i], branch_codes, branch_names, day, d, rng,
                         client_id=client_id, sample_id=sample_id, channel=channel_arr, country=country_arr,
                         os_arr=os_arr, version=version_arr,
-                        experiments=_experiments_map(
+                        experiments=experiments_map(
                             ev_idx, d, enroll_day, branch_global, exp_slugs, branch_names, native=True
                         ),
                     )
@@ -557,90 +434,3 @@ def generate_telemetry(
     return {f"{DATASET}.{name}": w.rows for name, w in writers.items()}
 
 
-def _experiments_map(
-    idx: np.ndarray,
-    d: int,
-    enroll_day: np.ndarray,
-    branch_global: np.ndarray,
-    slugs: list[str],
-    branch_names: list[str],
-    *,
-    native: bool,
-) -> pa.Array:
-    """The `experiments` column: each listed client's experiments (slug -> branch) enrolled by day `d`."""
-    ed = enroll_day[:, idx]
-    member = (ed >= 0) & (ed <= d)  # (experiments, clients)
-    rows, exps = np.nonzero(member.T)  # row-major: grouped by client, in experiment order
-    counts = np.bincount(rows, minlength=idx.size) if rows.size else np.zeros(idx.size, dtype=np.int64)
-    offsets = pa.array(np.concatenate([[0], np.cumsum(counts)]).astype(np.int32))
-    keys = _strings(exps, slugs) if rows.size else pa.array([], pa.string())
-    codes = branch_global[exps, idx[rows]] if rows.size else np.array([], dtype=np.int32)
-    items = _strings(codes, branch_names) if rows.size else pa.array([], pa.string())
-    if native:
-        items = pa.StructArray.from_arrays([items], names=["branch"])
-        return pa.MapArray.from_arrays(offsets, keys, items, type=_NATIVE_MAP)
-    return pa.MapArray.from_arrays(offsets, keys, items, type=_SIMPLE_MAP)
-
-
-def _events_table(
-    idx: np.ndarray,
-    method: str,
-    exp: _Experiment,
-    branch_codes: np.ndarray,
-    branch_names: list[str],
-    day: date,
-    d: int,
-    rng: np.random.Generator,
-    *,
-    client_id: pa.Array,
-    sample_id: np.ndarray,
-    channel: pa.Array,
-    country: pa.Array,
-    os_arr: pa.Array,
-    version: pa.Array,
-    experiments: pa.Array,
-) -> pa.Table:
-    m = idx.size
-    take = pa.array(idx)
-    branch = _strings(branch_codes, branch_names)
-    if method == "expose":
-        second_key, second_value = "featureId", "demo-feature"
-        branch_key = "branchSlug"
-    elif method == "enroll":
-        second_key, second_value = "experimentType", exp.experiment_type
-        branch_key = "branch"
-    else:
-        second_key, second_value = "reason", "studies-opt-out"
-        branch_key = "branch"
-    keys = pa.array(np.tile([branch_key, second_key], m), pa.string())
-    values = np.empty(2 * m, dtype=object)
-    values[0::2] = np.asarray(branch.to_numpy(zero_copy_only=False), dtype=object)
-    values[1::2] = second_value
-    event_map = pa.MapArray.from_arrays(
-        pa.array(np.arange(0, 2 * m + 1, 2, dtype=np.int32)), _flat(keys), _flat(pa.array(values, pa.string()))
-    )
-    seconds = rng.integers(0, 86_400, size=m)
-    ts = np.datetime64(datetime(day.year, day.month, day.day), "us") + (seconds * 1_000_000).astype(
-        "timedelta64[us]"
-    )
-    return pa.table(
-        {
-            "submission_date": pa.array(np.full(m, np.datetime64(day, "D"))),
-            "timestamp": pa.array(ts),
-            "client_id": client_id.take(take),
-            "sample_id": pa.array(sample_id[idx]),
-            "normalized_channel": channel.take(take),
-            "country": country.take(take),
-            "os": os_arr.take(take),
-            "app_version": version.take(take),
-            "event_process": pa.array(np.full(m, "parent", dtype=object), pa.string()),
-            "event_timestamp": pa.array(rng.integers(1_000, 5_000_000, size=m)),
-            "event_category": pa.array(np.full(m, "normandy", dtype=object), pa.string()),
-            "event_method": pa.array(np.full(m, method, dtype=object), pa.string()),
-            "event_object": pa.array(np.full(m, "nimbus_experiment", dtype=object), pa.string()),
-            "event_string_value": pa.array(np.full(m, exp.slug, dtype=object), pa.string()),
-            "event_map_values": event_map,
-            "experiments": experiments,
-        },
-        schema=EVENTS_SCHEMA,
-    )
