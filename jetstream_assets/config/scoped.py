@@ -6,11 +6,22 @@ from __future__ import annotations
 import copy
 import functools
 import pickle
+from collections.abc import Callable
 
 from metric_config_parser.config import ConfigCollection
 from metric_config_parser.experiment import Experiment
+from metric_config_parser.monitoring import MonitoringSpec
 
 from .metric_hub import LoadedConfigs
+
+#: what a platform's definitions define, by the `ConfigCollection` getter that finds it: the entries of
+#: which spec part it reads, and whether it skips monitoring specs (as the library's getter does)
+_KINDS: dict[str, tuple[Callable, bool]] = {
+    "get_metric_definition": (lambda spec: spec.metrics.definitions, False),
+    "get_data_source_definition": (lambda spec: spec.data_sources.definitions, False),
+    "get_segment_definition": (lambda spec: spec.segments.definitions, True),
+    "get_segment_data_source_definition": (lambda spec: spec.segments.data_sources, True),
+}
 
 
 def scoped_collection(loaded: LoadedConfigs, experiment: Experiment, *, own_config: bool = True) -> ConfigCollection:
@@ -19,74 +30,124 @@ def scoped_collection(loaded: LoadedConfigs, experiment: Experiment, *, own_conf
 
     metric-config-parser mutates definitions, outcomes and defaults while resolving (e.g. it writes
     an experiment's `analysis_bases` override into the shared metric definition), so resolving
-    against the cached collection would leak one experiment's overrides into the next. Outcomes are
-    copied when first asked for (`spec_for_outcome`): an experiment uses one or two of its platform's
-    dozens, and copying them all was most of the copying.
+    against the cached collection would leak one experiment's overrides into the next. Outcomes and
+    the entries of the platform's definitions (a metric, data source, segment...) are copied when first
+    asked for (`spec_for_outcome`, `get_metric_definition`...): an experiment uses one or two of its
+    platform's dozens of outcomes and a few dozen of its hundreds of definitions, and copying them all
+    was most of the copying.
     """
     src = loaded.configs
     platforms = {experiment.app_name, experiment.type}
-    defaults, definitions, outcomes = _platform_copy(src, experiment.app_name, frozenset(platforms))
+    defaults, copy_entry, copy_outcome = _platform_copy(src, experiment.app_name, frozenset(platforms))
     own = [c for c in src.configs if c.slug == experiment.normandy_slug] if own_config else []
     scoped = _ScopedCollection(
         configs=copy.deepcopy(own),
         outcomes=[],
         defaults=defaults,
-        definitions=definitions,
+        definitions=[],  # reached through the getters below only, one private entry at a time
         functions=src.functions,  # callables, never mutated
     )
-    scoped._app, scoped._outcome_copies = experiment.app_name, outcomes
+    scoped._app, scoped._copy_outcome, scoped._copy_entry = experiment.app_name, copy_outcome, copy_entry
+    scoped._entries, scoped._outcomes_copied = {}, set()
     return scoped
 
 
 class _ScopedCollection(ConfigCollection):
-    """A collection whose outcomes (of its experiment's platform) are copied on first request."""
+    """A collection whose outcomes and definitions (of its experiment's platform) are copied on first
+    request, each once: a second request gets the same copy, as it would from a collection copied whole."""
 
     _app: str = ""
-    _outcome_copies: dict = {}
+    #: slug -> a private copy of the platform's outcome (None: no such outcome), and the slugs copied
+    _copy_outcome: Callable = staticmethod(lambda slug: None)
+    _outcomes_copied: set = set()
+    #: (getter name, slug) -> a private copy of the definitions' entry (`definition_entries`), and the copies
+    _copy_entry: Callable = staticmethod(lambda key: None)
+    _entries: dict = {}
 
     def spec_for_outcome(self, slug: str, platform: str):
-        copier = self._outcome_copies.pop(slug, None) if platform == self._app else None
-        if copier is not None:
-            self.outcomes.append(copier())
+        if platform == self._app and slug not in self._outcomes_copied:
+            self._outcomes_copied.add(slug)
+            outcome = self._copy_outcome(slug)
+            if outcome is not None:
+                self.outcomes.append(outcome)
         return super().spec_for_outcome(slug, platform)
+
+    def _entry(self, getter: str, slug: str, app_name: str):
+        if app_name != self._app:
+            return None  # the copy holds its own platform's definitions only
+        key = (getter, slug)
+        if key not in self._entries:
+            self._entries[key] = self._copy_entry(key)
+        return self._entries[key]
+
+    def get_metric_definition(self, slug: str, app_name: str):
+        return self._entry("get_metric_definition", slug, app_name)
+
+    def get_data_source_definition(self, slug: str, app_name: str):
+        return self._entry("get_data_source_definition", slug, app_name)
+
+    def get_segment_definition(self, slug: str, app_name: str):
+        return self._entry("get_segment_definition", slug, app_name)
+
+    def get_segment_data_source_definition(self, slug: str, app_name: str):
+        return self._entry("get_segment_data_source_definition", slug, app_name)
+
+
+def definition_entries(src: ConfigCollection, app: str) -> dict[tuple[str, str], object]:
+    """(getter name, slug) -> the entry of `app`'s definitions that getter returns for slug: the first
+    definitions file of the platform defining it, as the library's getters find it."""
+    out: dict[tuple[str, str], object] = {}
+    for definition in src.definitions:
+        if definition.platform != app:
+            continue
+        for getter, (part, skips_monitoring) in _KINDS.items():
+            if skips_monitoring and isinstance(definition.spec, MonitoringSpec):
+                continue
+            for slug, entry in part(definition.spec).items():
+                out.setdefault((getter, slug), entry)
+    return out
 
 
 #: pickled platform slices of the last loaded collections: unpickling is ~8x faster than deep-copying
 #: the definitions again for every experiment resolved (validate-config resolves dozens in a row)
-_PRISTINE: dict[tuple[int, str, frozenset], tuple[ConfigCollection, bytes | None, dict]] = {}
+_PRISTINE: dict[tuple[int, str, frozenset], tuple] = {}
 
 
-def _platform_copy(src: ConfigCollection, app: str, platforms: frozenset) -> tuple[list, list, dict]:
-    """Private copies of the defaults and definitions an experiment of `app` can reach, and per outcome of
-    `app` (by slug) a function making a private copy of it."""
-    parts = lambda: (  # noqa: E731
-        [d for d in src.defaults if d.slug in platforms],
-        [d for d in src.definitions if d.platform == app],
-    )
+def _originals(src: ConfigCollection, app: str, platforms: frozenset) -> tuple[list, dict, dict]:
+    """The defaults an experiment of `app` reaches, its definitions' entries (`definition_entries`) and its
+    outcomes by slug (the first of a slug, as `spec_for_outcome` finds it)."""
+    outcomes: dict = {}
+    for o in src.outcomes:
+        if o.platform == app:
+            outcomes.setdefault(o.slug, o)
+    return [d for d in src.defaults if d.slug in platforms], definition_entries(src, app), outcomes
+
+
+def _platform_copy(src: ConfigCollection, app: str, platforms: frozenset) -> tuple[list, Callable, Callable]:
+    """A private copy of the defaults an experiment of `app` can reach, and functions making a private copy
+    of an entry of `app`'s definitions (by getter name and slug) and of an outcome of `app` (by slug)."""
     key = (id(src), app, platforms)
     cached = _PRISTINE.get(key)
     if cached is None or cached[0] is not src:
+        defaults, entries, outcomes = _originals(src, app, platforms)
         try:
-            blob = pickle.dumps(parts())
-            outcomes = {}
-            for o in src.outcomes:  # the first of a slug, as `spec_for_outcome` finds it
-                if o.platform == app and o.slug not in outcomes:
-                    outcomes[o.slug] = pickle.dumps(o)
+            pickled = (pickle.dumps(defaults), {k: pickle.dumps(e) for k, e in entries.items()},
+                       {k: pickle.dumps(o) for k, o in outcomes.items()})
         except Exception:  # noqa: BLE001 - something unpicklable: deep copies then
-            blob, outcomes = None, {}
+            pickled = None
         if len(_PRISTINE) >= 16:  # the collections of the last few loads only (the key holds them alive)
             _PRISTINE.pop(next(iter(_PRISTINE)))
-        _PRISTINE[key] = cached = (src, blob, outcomes)
-    blob, outcomes = cached[1], cached[2]
-    if blob is None:
-        originals = {}
-        for o in src.outcomes:  # the first of a slug, as `spec_for_outcome` finds it
-            if o.platform == app:
-                originals.setdefault(o.slug, o)
-        copiers = {slug: functools.partial(copy.deepcopy, o) for slug, o in originals.items()}
-        return (*copy.deepcopy(parts()), copiers)
-    copiers = {slug: functools.partial(pickle.loads, data) for slug, data in outcomes.items()}
-    return (*pickle.loads(blob), copiers)
+        _PRISTINE[key] = cached = (src, pickled)
+    pickled = cached[1]
+    if pickled is None:
+        defaults, entries, outcomes = _originals(src, app, platforms)
+        return copy.deepcopy(defaults), _copier(entries, copy.deepcopy), _copier(outcomes, copy.deepcopy)
+    return pickle.loads(pickled[0]), _copier(pickled[1], pickle.loads), _copier(pickled[2], pickle.loads)
+
+
+def _copier(originals: dict, make: Callable) -> Callable:
+    """key -> a new private copy of `originals[key]` (made by `make`), None when there is none."""
+    return lambda key: make(originals[key]) if key in originals else None
 
 
 def private_copy(obj):
