@@ -73,13 +73,13 @@ def reference(root: Path, files: list[Path], today: dt.date) -> int:
 
 @contextlib.contextmanager
 def plain_jinja():
-    """metric-config-parser as it ships (its own plain jinja2, fnmatch and select-expression renders), as in
-    Jetstream: importing jetstream_assets installs our bounded sandbox, a memoised glob translation and
-    memoised select-expression renders into the library, which would time the reference with our renderer
-    (and its caches) instead."""
+    """metric-config-parser as it ships (its own plain jinja2, fnmatch, select-expression renders, deepcopy and
+    dedent), as in Jetstream: importing jetstream_assets installs our bounded sandbox, a memoised glob
+    translation, memoised select-expression renders and plain-data fast paths into the library, which would
+    time the reference with our renderer (and its caches) instead."""
     import jinja2
 
-    from jetstream_assets.config import glob_cache, render_cache, sandbox
+    from jetstream_assets.config import fast_paths, glob_cache, render_cache, sandbox
 
     swapped = [m for n, m in list(sys.modules.items())
                if n.startswith("metric_config_parser") and getattr(m, "jinja2", None) is sandbox._PROXY]
@@ -87,12 +87,14 @@ def plain_jinja():
         module.jinja2 = jinja2
     glob_cache.uninstall()
     render_cache.uninstall()
+    fast_paths.uninstall()
     try:
         yield
     finally:
         sandbox.install()
         glob_cache.install()
         render_cache.install()
+        fast_paths.install()
 
 
 def ours(files: list[Path], today: dt.date) -> tuple[int, int, list[str]]:
