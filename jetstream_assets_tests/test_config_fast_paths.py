@@ -7,7 +7,7 @@ import textwrap
 
 import metric_config_parser.metric as library_metric
 import metric_config_parser.segment as library_segment
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import jetstream_assets.config  # noqa: F401 - installs the fast paths
@@ -18,6 +18,7 @@ PLAIN = st.recursive(ATOMS, lambda inner: st.lists(inner, max_size=4) | st.dicti
                                                                                          max_size=4), max_leaves=20)
 
 
+@settings(max_examples=1000)
 @given(PLAIN)
 def test_plain_data_copies_as_deepcopy_copies_it(data):
     mine, theirs = fast_paths.deepcopy(data), copy.deepcopy(data)
@@ -43,9 +44,10 @@ def test_containers_are_new_at_every_level_and_anything_else_goes_to_deepcopy():
     assert fast_paths.deepcopy(dated) == dated and fast_paths.deepcopy(dated)["t"][1] is not dated["t"][1]
 
 
-TEXT = st.text(alphabet=" \t\nab\r", max_size=30)
+TEXT = st.text(alphabet=" \t\nab\r\x0b\xa0", max_size=40)
 
 
+@settings(max_examples=2000)
 @given(TEXT)
 def test_text_dedents_as_textwrap_dedents_it(text):
     assert fast_paths.dedent(text) == textwrap.dedent(text)

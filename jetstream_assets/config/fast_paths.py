@@ -9,7 +9,8 @@ description (`textwrap.dedent`, two regular-expression passes though most have n
 * `deepcopy`: plain data (dicts and lists of strings, numbers, booleans and None, no container twice) copied
   directly; anything else goes to `copy.deepcopy`;
 * `dedent`: text none of whose lines starts with a space or tab returned as it is (what `textwrap.dedent`
-  returns for it: no margin, no blank-only line to normalise); any other text goes to `textwrap.dedent`.
+  returns for it: no margin, no blank-only line to normalise), other text dedented line by line rather than
+  by three regular-expression passes.
 
 Nothing is cached and nothing else changes; `uninstall()` gives the library its own helpers back (to time
 it as it ships).
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import importlib
+import os
 import sys
 import textwrap
 import types
@@ -37,20 +39,24 @@ class _NotPlain(Exception):
 
 
 def _plain(obj: Any, seen: set[int]) -> Any:
-    kind = type(obj)
-    if kind in _ATOMS:
-        return obj  # deepcopy returns these themselves
-    if kind is not dict and kind is not list or id(obj) in seen:
-        raise _NotPlain  # another type, or a container met twice (deepcopy keeps it shared)
+    """A copy of `obj` (a dict or list), or `_NotPlain`."""
+    if id(obj) in seen:
+        raise _NotPlain  # a container met twice: deepcopy keeps it shared
     seen.add(id(obj))
-    if kind is list:
-        return [_plain(v, seen) for v in obj]
+    if type(obj) is list:
+        return [v if type(v) in _ATOMS else _container(v, seen) for v in obj]
     out = {}
     for k, v in obj.items():
         if type(k) not in _ATOMS:
             raise _NotPlain
-        out[k] = _plain(v, seen)
+        out[k] = v if type(v) in _ATOMS else _container(v, seen)  # deepcopy returns atoms themselves
     return out
+
+
+def _container(obj: Any, seen: set[int]) -> Any:
+    if type(obj) is not dict and type(obj) is not list:
+        raise _NotPlain  # another type
+    return _plain(obj, seen)
 
 
 def deepcopy(obj: Any, memo: dict | None = None) -> Any:
@@ -59,17 +65,32 @@ def deepcopy(obj: Any, memo: dict | None = None) -> Any:
         if type(obj) is dict and not obj:
             return {}  # most statistics have no parameters
         try:
-            return _plain(obj, set())
+            return _container(obj, set())
         except (_NotPlain, RecursionError):
             pass
     return copy.deepcopy(obj, memo)
 
 
 def dedent(text: str) -> str:
-    """`textwrap.dedent(text)`, text without any indented line returned as it is."""
-    if type(text) is str and not text.startswith((" ", "\t")) and "\n " not in text and "\n\t" not in text:
-        return text
-    return textwrap.dedent(text)
+    """`textwrap.dedent(text)`, line by line: the longest run of spaces and tabs that begins every line
+    with something else is removed from them, and lines of spaces and tabs only are emptied (textwrap's
+    regular expressions read lines as split by `\\n` only, as here)."""
+    if type(text) is not str:
+        return textwrap.dedent(text)
+    if not text.startswith((" ", "\t")) and "\n " not in text and "\n\t" not in text:
+        return text  # no indented line: no margin, no line of blanks only
+    lines = text.split("\n")
+    margin = None
+    for line in lines:
+        body = line.lstrip(" \t")
+        if body:
+            indent = line[: len(line) - len(body)]
+            if margin is None or margin.startswith(indent):
+                margin = indent
+            elif not indent.startswith(margin):
+                margin = os.path.commonprefix([margin, indent])
+    cut = len(margin or "")
+    return "\n".join(line[cut:] if line.lstrip(" \t") else "" for line in lines)
 
 
 _COPY = types.SimpleNamespace(**{**vars(copy), "deepcopy": deepcopy})

@@ -31,7 +31,7 @@ from .errors import ConfigError
 from .field_lines import key_line_of, line_of
 from .metric_hub import ConfigFileError, LoadedConfigs
 from .own_config_pass import own_config_alone
-from .scoped import private_copy, scoped_collection
+from .scoped import private_copies, scoped_collection
 from .sql_checks import refuse_unsafe_sql
 
 
@@ -167,7 +167,9 @@ class _Resolver:
             self.errors.append(err)
 
     # steps ------------------------------------------------------------------------------------
-    def own_spec(self) -> AnalysisSpec | None:
+    def own_spec(self, copies: int = 1) -> list[AnalysisSpec]:
+        """`copies` private copies of the experiment's own spec (none without one); raises when its file is
+        broken."""
         own_errors = self.loaded.errors_for(self.own_file)
         if own_errors:
             first: ConfigFileError = own_errors[0]
@@ -185,8 +187,8 @@ class _Resolver:
         for config in self.loaded.configs.configs:
             if config.slug == self.slug and isinstance(config.spec, AnalysisSpec):
                 self.used_files.add(self.own_file)
-                return private_copy(config.spec)
-        return None
+                return private_copies(config.spec, copies)
+        return []
 
     def shared_file_errors(self) -> None:
         """Broken shared files this experiment depends on: it still resolves, with less."""
@@ -429,8 +431,9 @@ def resolve_config(experiment: Experiment, loaded: LoadedConfigs, *, as_validate
 
 
 def _resolve(r: _Resolver, experiment: Experiment, loaded: LoadedConfigs, as_validate: bool) -> ResolvedConfig:
-    own = r.own_spec()
-    pristine = private_copy(own) if as_validate and own is not None else None
+    copies = r.own_spec(2 if as_validate else 1)  # the second is resolved alone by own_config_pass
+    own = copies[0] if copies else None
+    pristine = copies[1] if len(copies) > 1 else None
     r.shared_file_errors()
     configs = scoped_collection(loaded, experiment, own_config=own is None)  # `own` is resolved below
     spec = _defaults_for(experiment, configs)
