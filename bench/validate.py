@@ -74,12 +74,13 @@ def reference(root: Path, files: list[Path], today: dt.date) -> int:
 @contextlib.contextmanager
 def plain_jinja():
     """metric-config-parser as it ships (its own plain jinja2, fnmatch, select-expression renders, deepcopy and
-    dedent), as in Jetstream: importing jetstream_assets installs our bounded sandbox, a memoised glob
-    translation, memoised select-expression renders and plain-data fast paths into the library, which would
-    time the reference with our renderer (and its caches) instead."""
+    dedent, data source resolution), as in Jetstream: importing jetstream_assets installs our bounded sandbox, a
+    memoised glob translation, memoised select-expression renders, plain-data fast paths and data sources
+    resolved once per experiment into the library, which would time the reference with our renderer (and its
+    caches) instead."""
     import jinja2
 
-    from jetstream_assets.config import fast_paths, glob_cache, render_cache, sandbox
+    from jetstream_assets.config import fast_paths, glob_cache, render_cache, sandbox, scoped
 
     swapped = [m for n, m in list(sys.modules.items())
                if n.startswith("metric_config_parser") and getattr(m, "jinja2", None) is sandbox._PROXY]
@@ -88,6 +89,7 @@ def plain_jinja():
     glob_cache.uninstall()
     render_cache.uninstall()
     fast_paths.uninstall()
+    scoped.uninstall()
     try:
         yield
     finally:
@@ -95,6 +97,7 @@ def plain_jinja():
         glob_cache.install()
         render_cache.install()
         fast_paths.install()
+        scoped.install()
 
 
 def ours(files: list[Path], today: dt.date) -> tuple[int, int, list[str]]:

@@ -1,6 +1,7 @@
 """An experiment resolves against private copies of what its platform's definitions define, copied entry by
 entry when first asked for: each getter finds what metric-config-parser's own getter finds on the loaded
-collection, as a copy of its own that the next experiment never sees."""
+collection, as a copy of its own that the next experiment never sees. Within one experiment a data source
+resolves once, to what it resolves to every time."""
 
 import datetime as dt
 import pickle
@@ -8,8 +9,9 @@ from pathlib import Path
 
 import pytest
 from metric_config_parser.config import ConfigCollection
+from metric_config_parser.data_source import DataSourceDefinition
 
-from jetstream_assets.config import PLATFORMS, load_metric_hub
+from jetstream_assets.config import PLATFORMS, load_metric_hub, scoped
 from jetstream_assets.config.scoped import _KINDS, definition_entries, scoped_collection
 from jetstream_assets.validation.resolution import stand_in_experiment
 
@@ -60,3 +62,52 @@ def test_an_entry_changed_by_one_experiment_is_not_seen_by_the_next(loaded):
 def test_the_copy_holds_no_definitions_list_a_library_method_could_reach_around_the_getters(loaded):
     scoped = scoped_collection(loaded, stand_in_experiment("x", "firefox_desktop", dt.date(2026, 1, 1)))
     assert scoped.definitions == []
+
+
+SLUGS = sorted(p.stem for p in (SAMPLE / "jetstream").glob("*.toml"))[:12]
+
+
+def _resolved(loaded, slug):
+    from jetstream_assets.config import resolve_config
+
+    resolved = resolve_config(stand_in_experiment(slug, "firefox_desktop", dt.date(2026, 1, 1)), loaded,
+                              as_validate=True)
+    return resolved.config, [str(e) for e in resolved.errors]
+
+
+def test_data_sources_resolved_once_per_experiment_resolve_as_every_time(loaded, monkeypatch):
+    """With each data source resolved once per experiment, experiments resolve to what they resolve to when
+    the library resolves it for every metric."""
+    once = {slug: _resolved(loaded, slug) for slug in SLUGS}
+    scoped.uninstall()
+    try:
+        every_time = {slug: _resolved(loaded, slug) for slug in SLUGS}
+    finally:
+        scoped.install()
+    assert once == every_time
+
+
+def test_a_data_source_resolves_once_per_experiment_and_a_failure_every_time(loaded, monkeypatch):
+    calls = []
+
+    def counted(self, spec, conf, configs):
+        calls.append(self.name)
+        if self.name == "broken":
+            raise ValueError("broken")
+        return object()
+
+    monkeypatch.setattr(scoped, "_LIBRARY_RESOLVE", counted)
+    experiment = stand_in_experiment("x", "firefox_desktop", dt.date(2026, 1, 1))
+    first, second = scoped_collection(loaded, experiment), scoped_collection(loaded, experiment)
+    definition = first.get_data_source_definition("clients_daily", "firefox_desktop")
+    spec, conf = object(), object()
+    a = DataSourceDefinition.resolve(definition, spec, conf, first)
+    assert DataSourceDefinition.resolve(definition, spec, conf, first) is a and calls == ["clients_daily"]
+    assert DataSourceDefinition.resolve(definition, object(), conf, first) is not a  # another spec
+    assert DataSourceDefinition.resolve(definition, spec, conf, second) is not a  # another experiment
+    assert DataSourceDefinition.resolve(definition, spec, conf, loaded.configs) is not a  # not a scoped one
+    broken = DataSourceDefinition(name="broken")
+    for _ in range(2):
+        with pytest.raises(ValueError, match="broken"):
+            DataSourceDefinition.resolve(broken, spec, conf, first)
+    assert calls.count("broken") == 2

@@ -1,11 +1,12 @@
 """metric-hub loading and per-experiment analysis configuration."""
 
-from . import fast_paths, glob_cache, render_cache, sandbox
+from . import fast_paths, glob_cache, render_cache, sandbox, scoped
 
 sandbox.install()  # before anything renders a metric-hub template: metric-config-parser renders sandboxed
 glob_cache.install()  # metric-config-parser's spec merges translate each glob once
 render_cache.install()  # a metric's select_expression renders once per call, not once per experiment
 fast_paths.install()  # the library's per-metric deep copy of statistic parameters and dedent, same results
+scoped.install()  # a data source resolves once per experiment, not once per metric
 
 from .errors import ConfigError
 from .metric_hub import (

@@ -1,5 +1,12 @@
 """Private copies of the part of a loaded metric-hub one experiment can reach (its platform's outcomes,
-defaults and definitions): metric-config-parser mutates them while resolving."""
+defaults and definitions): metric-config-parser mutates them while resolving.
+
+Within one experiment's resolution (one scoped collection), a data source definition resolves once for the
+spec and experiment it is resolved with (`install()`): metric-config-parser resolves a metric's data source
+for every metric, building the same frozen `DataSource` (and rendering its `from_expression`) a dozen times
+per data source; the metrics then share it, as they share equal ones. A resolution that fails is not
+remembered (it fails again, as it did).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +16,7 @@ import pickle
 from collections.abc import Callable
 
 from metric_config_parser.config import ConfigCollection
+from metric_config_parser.data_source import DataSourceDefinition
 from metric_config_parser.experiment import Experiment
 from metric_config_parser.monitoring import MonitoringSpec
 
@@ -48,7 +56,7 @@ def scoped_collection(loaded: LoadedConfigs, experiment: Experiment, *, own_conf
         functions=src.functions,  # callables, never mutated
     )
     scoped._app, scoped._copy_outcome, scoped._copy_entry = experiment.app_name, copy_outcome, copy_entry
-    scoped._entries, scoped._outcomes_copied = {}, set()
+    scoped._entries, scoped._outcomes_copied, scoped._sources = {}, set(), {}
     return scoped
 
 
@@ -63,6 +71,8 @@ class _ScopedCollection(ConfigCollection):
     #: (getter name, slug) -> a private copy of the definitions' entry (`definition_entries`), and the copies
     _copy_entry: Callable = staticmethod(lambda key: None)
     _entries: dict = {}
+    #: (definition, spec, experiment configuration) -> the `DataSource` it resolved to (`_resolve_once`)
+    _sources: dict | None = None
 
     def spec_for_outcome(self, slug: str, platform: str):
         if platform == self._app and slug not in self._outcomes_copied:
@@ -148,6 +158,34 @@ def _platform_copy(src: ConfigCollection, app: str, platforms: frozenset) -> tup
 def _copier(originals: dict, make: Callable) -> Callable:
     """key -> a new private copy of `originals[key]` (made by `make`), None when there is none."""
     return lambda key: make(originals[key]) if key in originals else None
+
+
+_LIBRARY_RESOLVE = DataSourceDefinition.resolve
+
+
+def _resolve_once(self: DataSourceDefinition, spec, conf, configs):
+    """`DataSourceDefinition.resolve`, once per definition, spec and experiment configuration within one
+    scoped collection (the resolution of one experiment); other collections resolve every time."""
+    memo = getattr(configs, "_sources", None)
+    if memo is None:
+        return _LIBRARY_RESOLVE(self, spec, conf, configs)
+    key = (id(self), id(spec), id(conf))
+    hit = memo.get(key)
+    if hit is not None and hit[0] is self and hit[1] is spec and hit[2] is conf:
+        return hit[3]
+    resolved = _LIBRARY_RESOLVE(self, spec, conf, configs)
+    memo[key] = (self, spec, conf, resolved)  # holds them: their ids are not reused while it lives
+    return resolved
+
+
+def install() -> None:
+    """Resolve data source definitions once per scoped collection (see the module docstring); idempotent."""
+    DataSourceDefinition.resolve = _resolve_once
+
+
+def uninstall() -> None:
+    """The library's own resolution again (to time the library as it ships)."""
+    DataSourceDefinition.resolve = _LIBRARY_RESOLVE
 
 
 def private_copies(obj, n: int = 1) -> list:
