@@ -49,8 +49,16 @@ def refuse_unsafe_sql(
                         file=r.locate(where), field=field_path, key=True,
                         hint=hint + "; results are computed without this segment")
                 break
+    verdicts: dict[int, bool] = {}  # by metric: its summaries (a statistic each) share the resolved metric
     for period, summaries in metrics.items():
-        metrics[period] = [s for s in summaries if _metric_sql_ok(r, s.metric, hint)]
+        kept = []
+        for s in summaries:
+            ok = verdicts.get(id(s.metric))
+            if ok is None:
+                ok = verdicts[id(s.metric)] = _metric_sql_ok(r, s.metric, hint)
+            if ok:
+                kept.append(s)
+        metrics[period] = kept
 
 
 def _metric_sql_ok(r: _Resolver, metric: Metric, hint: str) -> bool:
