@@ -21,9 +21,9 @@ from __future__ import annotations
 import copy
 import importlib
 import os
-import sys
 import textwrap
 import types
+from collections.abc import Iterable
 from typing import Any
 
 #: the library modules that dedent, and the one that deep-copies statistic parameters
@@ -96,23 +96,22 @@ def dedent(text: str) -> str:
 _COPY = types.SimpleNamespace(**{**vars(copy), "deepcopy": deepcopy})
 
 
+def swap(modules: Iterable[str], name: str, old: Any, new: Any) -> None:
+    """Set `name` to `new` in each of the library's `modules` where it is `old` (what installing and
+    uninstalling a helper in metric-config-parser's modules does)."""
+    for module_name in modules:
+        module = importlib.import_module(module_name)
+        if getattr(module, name, None) is old:
+            setattr(module, name, new)
+
+
 def install() -> None:
     """Point the library's modules at these helpers; idempotent."""
-    for name in DEDENT_MODULES:
-        module = importlib.import_module(name)
-        if getattr(module, "dedent", None) is textwrap.dedent:
-            module.dedent = dedent
-    module = importlib.import_module(COPY_MODULE)
-    if getattr(module, "copy", None) is copy:
-        module.copy = _COPY
+    swap(DEDENT_MODULES, "dedent", textwrap.dedent, dedent)
+    swap([COPY_MODULE], "copy", copy, _COPY)
 
 
 def uninstall() -> None:
     """The library's own `dedent` and `copy` again."""
-    for name in DEDENT_MODULES:
-        module = sys.modules.get(name)
-        if module is not None and getattr(module, "dedent", None) is dedent:
-            module.dedent = textwrap.dedent
-    module = sys.modules.get(COPY_MODULE)
-    if module is not None and getattr(module, "copy", None) is _COPY:
-        module.copy = copy
+    swap(DEDENT_MODULES, "dedent", dedent, textwrap.dedent)
+    swap([COPY_MODULE], "copy", _COPY, copy)

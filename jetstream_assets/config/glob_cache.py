@@ -10,8 +10,9 @@ from __future__ import annotations
 import fnmatch
 import functools
 import re
-import sys
 import types
+
+from .fast_paths import swap
 
 #: the library modules that translate globs while merging
 LIBRARY_MODULES = ("metric_config_parser.metric", "metric_config_parser.data_source")
@@ -58,21 +59,11 @@ _RE = types.SimpleNamespace(**{**vars(re), "compile": _compile})
 
 def install() -> None:
     """Point the library's `fnmatch` and `re` at the memoised ones; idempotent."""
-    import importlib
-
-    for name in LIBRARY_MODULES:
-        module = importlib.import_module(name)
-        if getattr(module, "fnmatch", None) is fnmatch:
-            module.fnmatch = _CACHED
-        if getattr(module, "re", None) is re:
-            module.re = _RE
+    swap(LIBRARY_MODULES, "fnmatch", fnmatch, _CACHED)
+    swap(LIBRARY_MODULES, "re", re, _RE)
 
 
 def uninstall() -> None:
     """The library's own `fnmatch` and `re` again (to time the library as it ships)."""
-    for name in LIBRARY_MODULES:
-        module = sys.modules.get(name)
-        if module is not None and getattr(module, "fnmatch", None) is _CACHED:
-            module.fnmatch = fnmatch
-        if module is not None and getattr(module, "re", None) is _RE:
-            module.re = re
+    swap(LIBRARY_MODULES, "fnmatch", _CACHED, fnmatch)
+    swap(LIBRARY_MODULES, "re", _RE, re)
