@@ -25,8 +25,9 @@ from metric_config_parser.experiment import (
 )
 from metric_config_parser.metric import AnalysisPeriod, Metric, MetricReference, Summary
 from metric_config_parser.segment import SegmentReference
+from metric_config_parser.statistic import Statistic
 
-from . import sandbox
+from . import fast_paths, sandbox
 from .errors import ConfigError
 from .field_lines import key_line_of, line_of
 from .metric_hub import ConfigFileError, LoadedConfigs
@@ -314,15 +315,24 @@ class _Resolver:
     ) -> dict[AnalysisPeriod, list[Summary]]:
         allowed = statistic_names()
         result: dict[AnalysisPeriod, list[Summary]] = {}
+        #: summaries of the metrics whose resolution reads nothing another resolution changes (`_settled`)
+        settled: dict[str, list[Summary]] = {}
         for period, key in PERIOD_KEYS.items():
             refs: list[MetricReference] = getattr(spec.metrics, period.table_suffix)
             summaries: list[Summary] = []
             for ref in refs:
+                if ref.name in settled:  # listed in another period too (or twice): the same summaries
+                    summaries += [_copy_summary(s) for s in settled[ref.name]]
+                    continue
                 try:
-                    summaries += ref.resolve(spec, conf, configs)
+                    resolved = ref.resolve(spec, conf, configs)
                 except Exception as exc:  # noqa: BLE001 - drop this metric only
                     self.unresolved.add(ref.name)
                     self.metric_error(ref.name, key, exc)
+                    continue
+                summaries += resolved
+                if _settled(ref.name, spec, conf, configs):
+                    settled[ref.name] = resolved  # copied for each later listing, while metrics resolve
             # later references (merged configs) override earlier ones, as in Jetstream
             unique: list[Summary] = []
             seen: set[tuple[str, str]] = set()
@@ -392,6 +402,40 @@ class _Resolver:
             field=f"metrics.{name}.statistics.{stat}",
             hint=f"use one of {sorted(allowed)}; the metric's other statistics are analysed",
         )
+
+
+def _settled(name: str, spec: AnalysisSpec, conf: ExperimentConfiguration, configs: ConfigCollection) -> bool:
+    """Whether resolving metric `name` again (for another period) gives what it gave: neither its definition
+    nor the one it takes its SQL from (the platform's definition of that name, which the library then
+    updates, always to the same values) has depends_on (whose resolution reads platform definitions other
+    resolutions update); the rest it reads does not change while metrics resolve."""
+    definition = spec.metrics.definitions.get(name)
+    if definition is None:
+        definition = configs.get_metric_definition(name, conf.app_name)
+    if definition is None or definition.depends_on:
+        return False
+    if _has_sql(definition):
+        return True
+    if name not in spec.metrics.definitions:
+        return False
+    platform = configs.get_metric_definition(name, conf.app_name)
+    return platform is not None and not platform.depends_on and _has_sql(platform)
+
+
+def _has_sql(definition) -> bool:
+    template = definition.select_expression
+    if template is None:
+        template = definition.select_expression_from_aggregation
+    return template is not None and definition.data_source is not None
+
+
+def _copy_summary(summary: Summary) -> Summary:
+    """A summary of its own (its statistic and parameters too), of the same (frozen) metric."""
+    return Summary(
+        metric=summary.metric,
+        statistic=Statistic(summary.statistic.name, fast_paths.deepcopy(summary.statistic.params)),
+        pre_treatments=list(summary.pre_treatments),
+    )
 
 
 def _cause(exc: BaseException) -> str:
