@@ -61,7 +61,8 @@ denominator = "uri_count"
 
 def test_order_dependent_metrics_resolve_as_with_every_period_resolved(tmp_path, monkeypatch):
     loaded = load_metric_hub(make_hub(tmp_path, {"jetstream/exp.toml": ORDERED}))
-    now, every_time = _both_ways(monkeypatch, lambda: _shown(resolve_config(experiment("exp"), loaded)))
+    now, every_time = _both_ways(
+        monkeypatch, lambda: _shown(resolve_config(experiment("exp"), loaded, as_validate=True)))
     assert now == every_time
     keys = summary_keys(now[0].metrics)
     assert ("active_hours", "deciles") in keys[AnalysisPeriod.WEEK] and ("ratio", "population_ratio") in keys[

@@ -47,15 +47,21 @@ def own_config_alone(
                 file=r.own_file, field="experiment.outcomes", hint="fix the outcome's parameters or this file's",
             )
             return
+    from . import resolve
+
+    settled: set[str] = set()  # resolved, and would resolve the same again (`resolve._settled`)
     for period, key in PERIOD_KEYS.items():
         for ref in getattr(spec.metrics, period.table_suffix):
-            if ref.name in blamed:
+            if ref.name in blamed or ref.name in settled:
                 continue
             try:
                 ref.resolve(spec, conf, configs)
             except Exception as exc:  # noqa: BLE001 - each metric on its own, as in the first pass
                 blamed.add(ref.name)
                 _report(r, ref.name, key, _cause(exc))
+                continue
+            if resolve._settled(ref.name, spec, conf, configs):
+                settled.add(ref.name)
 
 
 def _report(r: _Resolver, name: str, period_key: str, cause: str) -> None:
