@@ -64,15 +64,16 @@ class _ScopedCollection(ConfigCollection):
     """A collection whose outcomes and definitions (of its experiment's platform) are copied on first
     request, each once: a second request gets the same copy, as it would from a collection copied whole."""
 
-    _app: str = ""
+    # set by `scoped_collection` for each instance (no shared defaults: nothing leaks between instances)
+    _app: str
     #: slug -> a private copy of the platform's outcome (None: no such outcome), and the slugs copied
-    _copy_outcome: Callable = staticmethod(lambda slug: None)
-    _outcomes_copied: set = set()
+    _copy_outcome: Callable
+    _outcomes_copied: set
     #: (getter name, slug) -> a private copy of the definitions' entry (`definition_entries`), and the copies
-    _copy_entry: Callable = staticmethod(lambda key: None)
-    _entries: dict = {}
+    _copy_entry: Callable
+    _entries: dict
     #: (definition, spec, experiment configuration) -> the `DataSource` it resolved to (`_resolve_once`)
-    _sources: dict | None = None
+    _sources: dict
 
     def spec_for_outcome(self, slug: str, platform: str):
         if platform == self._app and slug not in self._outcomes_copied:
