@@ -111,3 +111,17 @@ def test_a_data_source_resolves_once_per_experiment_and_a_failure_every_time(loa
         with pytest.raises(ValueError, match="broken"):
             DataSourceDefinition.resolve(broken, spec, conf, first)
     assert calls.count("broken") == 2
+
+
+def test_the_librarys_whole_definitions_readers_are_refused_not_answered_empty():
+    """A scoped collection's `definitions` list is empty (entries are copied through the getters): the library's
+    readers of the whole list would answer "none" silently, so they raise instead."""
+    import pytest
+
+    from jetstream_assets.config.scoped import _ScopedCollection
+
+    collection = _ScopedCollection()
+    for reader, args in (("get_platform_definitions", ("firefox_desktop",)),
+                         ("get_segments_for_app", ("firefox_desktop",))):
+        with pytest.raises(NotImplementedError, match="one entry at a time"):
+            getattr(collection, reader)(*args)

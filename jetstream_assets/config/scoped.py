@@ -103,6 +103,17 @@ class _ScopedCollection(ConfigCollection):
     def get_segment_data_source_definition(self, slug: str, app_name: str):
         return self._entry("get_segment_data_source_definition", slug, app_name)
 
+    def _whole_definitions(self, *_args, **_kwargs):
+        raise NotImplementedError(
+            "a scoped collection copies its platform's definitions one entry at a time: reach them through "
+            "get_metric_definition, get_data_source_definition, get_segment_definition or "
+            "get_segment_data_source_definition"
+        )
+
+    # the library's other readers of `definitions` would find the empty list and answer "none": refused instead
+    get_platform_definitions = _whole_definitions
+    get_segments_for_app = _whole_definitions
+
 
 def definition_entries(src: ConfigCollection, app: str) -> dict[tuple[str, str], object]:
     """(getter name, slug) -> the entry of `app`'s definitions that getter returns for slug: the first
