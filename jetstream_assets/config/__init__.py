@@ -9,12 +9,9 @@ fast_paths.install()  # the library's per-metric deep copy of statistic paramete
 scoped.install()  # a data source resolves once per experiment, not once per metric
 
 from .errors import ConfigError
-from .metric_hub import (
-    ConfigFileError,
-    LoadedConfigs,
-    MetricHubError,
-    load_metric_hub,
-)
+from .hub_file import ConfigFileError
+from .hub_git import MetricHubError
+from .metric_hub import LoadedConfigs, load_metric_hub
 from .resolve import (
     PERIOD_KEYS,
     PLATFORMS,

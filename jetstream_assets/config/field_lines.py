@@ -21,14 +21,14 @@ def _read(path) -> str | None:
 
 
 def line_of(path, field: str) -> int | None:
-    from .metric_hub import _field_line
+    from .hub_file import field_line
 
     text = _read(path)
     if text is None:
         return None
     parts = field.split(".")
     for n in range(len(parts), 0, -1):  # the nearest enclosing table that is written out
-        line = _field_line(text, ".".join(parts[:n]))
+        line = field_line(text, ".".join(parts[:n]))
         if line:
             return line
     return None
@@ -36,7 +36,7 @@ def line_of(path, field: str) -> int | None:
 
 def key_line_of(path, table: str, key: str) -> int | None:
     """Line of `key = ...` inside `[table]` (the table's own line when the key is not found there)."""
-    from .metric_hub import key_line
+    from .hub_file import key_line
 
     start = line_of(path, table)
     text = _read(path)

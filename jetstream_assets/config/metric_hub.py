@@ -12,26 +12,14 @@ A folder without a `jetstream/` directory is read as the jetstream folder itself
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
-import functools
 import hashlib
-import io
 import logging
-import os
-import re
-import shutil
-import subprocess
-import tarfile
-import tempfile
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import tomli
-from metric_config_parser.analysis import AnalysisSpec
 from metric_config_parser.config import (
     Config,
     ConfigCollection,
@@ -39,13 +27,20 @@ from metric_config_parser.config import (
     DefinitionConfig,
     Outcome,
 )
-from metric_config_parser.definition import DefinitionSpec
 from metric_config_parser.function import FunctionsSpec
-from metric_config_parser.outcome import OutcomeSpec
-from jinja2.exceptions import SecurityError
 
-from .limits import MAX_FILE_BYTES, shape_problem
-from .sandbox import check_function_definition
+from .hub_file import (
+    ConfigFileError,
+    analysis_spec,
+    definition_spec,
+    describe,
+    outcome_spec,
+    parse_isolating_entries,
+    read_toml,
+    safe_functions,
+    unexpected_keys,
+)
+from .hub_git import MetricHubError, file_commits, git, git_rev, git_toplevel, snapshot
 
 logger = logging.getLogger(__name__)
 
@@ -54,58 +49,6 @@ DEFINITIONS_DIR = "definitions"
 DEFAULTS_DIR = "defaults"
 OUTCOMES_DIR = "outcomes"
 FUNCTIONS_FILE = "functions.toml"
-
-# Top-level tables Jetstream's config validation accepts (anything else is almost always a typo).
-ANALYSIS_KEYS = frozenset(
-    {
-        "metrics",
-        "experiment",
-        "segments",
-        "data_sources",
-        "parameters",
-        "friendly_name",
-        "description",
-        "population",
-        "project",
-        "alerts",
-        "dimensions",
-        "functions",
-        "daily",
-        "weekly",
-        "28_day",
-        "overall",
-        "preenrollment_weekly",
-        "preenrollment_days28",
-    }
-)
-# Sections whose entries can be parsed (and dropped) one at a time.
-_ENTRY_SECTIONS = ("metrics", "data_sources", "segments")
-_PERIOD_KEYS = frozenset(
-    {"daily", "weekly", "28_day", "overall", "preenrollment_weekly", "preenrollment_days28"}
-)
-
-
-@dataclass(frozen=True)
-class ConfigFileError:
-    """A metric-hub file (or one entry of it) that could not be loaded.
-
-    `field` None means the whole file was skipped; otherwise only that entry (e.g.
-    `metrics.active_hours`) was dropped and the rest of the file loaded.
-    """
-
-    path: str
-    field: str | None
-    cause: str
-    line: int | None = None
-
-    @property
-    def location(self) -> str:
-        return f"{self.path}:{self.line}" if self.line else self.path
-
-    def __str__(self) -> str:
-        what = f"field `{self.field}` was dropped" if self.field else "the file was skipped"
-        return f"{self.location}: {self.cause} ({what})"
-
 
 @dataclass
 class LoadedConfigs:
@@ -160,284 +103,6 @@ class LoadedConfigs:
 
 
 # ----------------------------------------------------------------------------------------------
-# git helpers
-
-
-class MetricHubError(RuntimeError):
-    """The metric-hub checkout cannot be found, cloned or read."""
-
-
-def _git(args: list[str], cwd: Path | None = None, check: bool = True) -> str:
-    proc = subprocess.run(
-        ["git", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "GIT_TERMINAL_PROMPT": "0"},
-    )
-    if check and proc.returncode != 0:
-        raise MetricHubError(f"git {' '.join(args)} failed in {cwd}: {proc.stderr.strip()}")
-    return proc.stdout.strip() if proc.returncode == 0 else ""
-
-
-def _git_toplevel(path: Path) -> Path | None:
-    out = _git(["rev-parse", "--show-toplevel"], cwd=path, check=False)
-    return Path(out) if out else None
-
-
-def _git_rev(path: Path, rev: str) -> str | None:
-    return _git(["rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"], cwd=path, check=False) or None
-
-
-def _outcome_commits(git_root: Path, rev: str, pathspec: str) -> dict[str, str]:
-    """Last commit touching each file under `pathspec` (repo-relative to git_root)."""
-    out = _git(["log", "--format=%x00%H", "--name-only", rev, "--", pathspec], cwd=git_root, check=False)
-    result: dict[str, str] = {}
-    sha = None
-    for line in out.splitlines():
-        if line.startswith("\x00"):
-            sha = line[1:]
-        elif line and sha is not None:
-            result.setdefault(line, sha)
-    return result
-
-
-def _snapshot(git_root: Path, sha: str, prefix: str) -> Path:
-    """Extract the tree at `sha` (only `prefix`) into a cache folder, without touching the checkout.
-
-    Snapshots are immutable, so concurrent processes can share one; extraction goes to a temporary
-    folder that is renamed into place.
-    """
-    base = Path(tempfile.gettempdir()) / "jetstream_assets_metric_hub"
-    target = base / sha
-    if target.exists():
-        return target / prefix
-    base.mkdir(parents=True, exist_ok=True)
-    args = ["archive", "--format=tar", sha]
-    if prefix:
-        args += ["--", prefix.rstrip("/")]
-    proc = subprocess.run(["git", *args], cwd=git_root, capture_output=True)
-    if proc.returncode != 0:
-        raise MetricHubError(f"git archive {sha} failed in {git_root}: {proc.stderr.decode().strip()}")
-    tmp = Path(tempfile.mkdtemp(dir=base, prefix=f".{sha}-"))
-    with tarfile.open(fileobj=io.BytesIO(proc.stdout)) as tar:
-        tar.extractall(tmp, filter="data")
-    try:
-        tmp.rename(target)
-    except OSError:  # another process won the race
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target / prefix
-
-
-# ----------------------------------------------------------------------------------------------
-# parsing one file
-
-
-_LINE_RE = re.compile(r"line (\d+)")
-
-
-def _toml_line(exc: Exception) -> int | None:
-    line = getattr(exc, "lineno", None)
-    if isinstance(line, int):
-        return line
-    m = _LINE_RE.search(str(exc))
-    return int(m.group(1)) if m else None
-
-
-_HEADER = re.compile(r"[ \t]*\[[ \t]*([^\[\]]+?)[ \t]*\]")
-_KEY = re.compile(r"[ \t]*([^\s=\[\]]+?)[ \t]*=")
-
-
-@functools.lru_cache(maxsize=16)
-def _line_index(text: str) -> tuple[dict[str, int], dict[str, int]]:
-    """(table path -> line of the first header at or under it, key -> line of its first `key =`): built
-    once per file, so locating thousands of fields of a large file stays linear."""
-    headers: dict[str, int] = {}
-    keys: dict[str, int] = {}
-    for number, line in enumerate(text.split("\n"), 1):
-        if m := _HEADER.match(line):
-            parts = [p.strip() for p in m.group(1).split(".")]
-            for n in range(1, len(parts) + 1):
-                headers.setdefault(".".join(parts[:n]), number)
-        elif m := _KEY.match(line):
-            keys.setdefault(m.group(1), number)
-    return headers, keys
-
-
-def _field_line(text: str, field_path: str) -> int | None:
-    """Line of the table header (or key) that defines `field_path`, e.g. `metrics.foo`."""
-    headers, keys = _line_index(text)
-    line = headers.get(".".join(p.strip() for p in field_path.split(".")))
-    return line if line is not None else keys.get(field_path.split(".")[-1])
-
-
-def key_line(text: str, table_line: int | None, key: str) -> int | None:
-    """Line of `key = ...` inside the table whose header is on `table_line` (also inline, as in
-    `x = { key = 1 }`); the table's own line when the key is not written there."""
-    if table_line is None:
-        return None
-    lines = text.split("\n")
-    own = re.compile(rf"\b{re.escape(key)}[ \t]*=")
-    inside = re.compile(rf"^[ \t]*{re.escape(key)}[ \t]*=|[{{,][ \t]*{re.escape(key)}[ \t]*=")
-    if table_line <= len(lines) and own.search(lines[table_line - 1]):
-        return table_line
-    for number in range(table_line + 1, len(lines) + 1):
-        line = lines[number - 1]
-        if line.lstrip().startswith("["):
-            break
-        if inside.search(line):
-            return number
-    return table_line
-
-
-def _describe(exc: BaseException) -> str:
-    """A one-line cause, unwrapping cattrs' grouped structuring errors."""
-    inner = getattr(exc, "exceptions", None)
-    if inner:
-        notes = [str(n) for n in getattr(exc, "__notes__", [])]
-        sub = _describe(inner[0])
-        return f"{sub}" + (f" ({notes[0]})" if notes else "")
-    name = type(exc).__name__
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else name
-    return text if name in ("ValueError", "Exception") else f"{name}: {text}"
-
-
-def _parse_isolating_entries(
-    data: dict[str, Any],
-    parse: Callable[[dict[str, Any]], Any],
-    rel: str,
-    text: str,
-    errors: list[ConfigFileError],
-) -> Any | None:
-    """Parse a whole file; when that fails, find the entries that break it, drop them, and retry.
-
-    Only entries of `[metrics.*]`, `[data_sources.*]` and `[segments.*]` are isolated: one broken
-    shared metric must not take a platform's other metrics down with it.
-    """
-    try:
-        return parse(copy.deepcopy(data))
-    except Exception as exc:  # noqa: BLE001 - any parser error is a config problem
-        whole_file_error = exc
-
-    bad: list[tuple[str, str, Exception]] = []
-    for section in _ENTRY_SECTIONS:
-        entries = data.get(section)
-        if not isinstance(entries, dict):
-            continue
-        for key, value in entries.items():
-            if key in _PERIOD_KEYS or not isinstance(value, dict):
-                continue
-            if section == "segments" and key == "data_sources":
-                for ds_key, ds_value in value.items():
-                    try:
-                        parse({"segments": {"data_sources": {ds_key: copy.deepcopy(ds_value)}}})
-                    except Exception as exc:  # noqa: BLE001
-                        bad.append((section, f"data_sources.{ds_key}", exc))
-                continue
-            try:
-                parse({section: {key: copy.deepcopy(value)}})
-            except Exception as exc:  # noqa: BLE001
-                bad.append((section, key, exc))
-
-    if bad:
-        pruned = copy.deepcopy(data)
-        for section, key, _ in bad:
-            holder = pruned[section]
-            *parents, last = key.split(".")
-            for p in parents:
-                holder = holder[p]
-            holder.pop(last, None)
-        try:
-            result = parse(copy.deepcopy(pruned))
-        except Exception:  # noqa: BLE001 - fall through to a whole-file error
-            pass
-        else:
-            for section, key, exc in bad:
-                fp = f"{section}.{key}"
-                errors.append(ConfigFileError(rel, fp, _describe(exc), _field_line(text, fp)))
-            return result
-
-    errors.append(ConfigFileError(rel, None, _describe(whole_file_error), None))
-    return None
-
-
-def _read_toml(path: Path, rel: str, errors: list[ConfigFileError]) -> tuple[dict, str] | None:
-    try:
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            errors.append(ConfigFileError(
-                rel, None, f"the file is {size:,} bytes; metric-hub files over {MAX_FILE_BYTES:,} bytes "
-                "(1 MiB) are refused: split it", None,
-            ))
-            return None
-        text = path.read_text(encoding="utf-8")
-        data = tomli.loads(text)
-    except tomli.TOMLDecodeError as exc:
-        cause = str(exc).split(" (at line")[0]
-        errors.append(ConfigFileError(rel, None, f"TOML syntax error: {cause}", _toml_line(exc)))
-    except RecursionError as exc:  # tomli refuses 1,000-part keys and 400-deep inline values this way
-        errors.append(ConfigFileError(rel, None, f"TOML nested too deeply: {exc}", None))
-    except (OSError, UnicodeDecodeError) as exc:
-        errors.append(ConfigFileError(rel, None, f"cannot read file: {exc}", None))
-    else:
-        problem = shape_problem(data)
-        if problem is None:
-            return data, text
-        where, cause = problem
-        errors.append(ConfigFileError(rel, None, cause, _field_line(text, where.split(".")[0]) if where else None))
-    return None
-
-
-def _safe_functions(data: dict, rel: str, text: str, errors: list[ConfigFileError]) -> dict:
-    """`data` without the `[functions.<slug>]` whose definition uses more than `{select_expr}`
-    (metric-config-parser expands it with `str.format`, outside the template sandbox)."""
-    functions = data.get("functions")
-    if not isinstance(functions, dict):
-        return data
-    safe = dict(functions)
-    for slug, function in functions.items():
-        definition = function.get("definition") if isinstance(function, dict) else None
-        try:
-            check_function_definition(definition)
-        except ValueError as exc:  # SecurityError is not a ValueError: both are refusals
-            cause = str(exc)
-        except SecurityError as exc:
-            cause = str(exc)
-        else:
-            continue
-        del safe[slug]
-        fp = f"functions.{slug}.definition"
-        errors.append(ConfigFileError(rel, fp, cause, _field_line(text, f"functions.{slug}")))
-    return {**data, "functions": safe}
-
-
-def _unexpected_keys(data: dict, rel: str, text: str, errors: list[ConfigFileError]) -> bool:
-    unexpected = sorted(set(data) - ANALYSIS_KEYS)
-    for key in unexpected:
-        errors.append(
-            ConfigFileError(
-                rel,
-                key,
-                f"unexpected top-level table `{key}` (allowed: {', '.join(sorted(ANALYSIS_KEYS))})",
-                _field_line(text, key),
-            )
-        )
-    return bool(unexpected)
-
-
-def _analysis_spec(data: dict) -> AnalysisSpec:
-    return AnalysisSpec.from_dict(data)
-
-
-def _definition_spec(data: dict) -> DefinitionSpec:
-    return DefinitionSpec.from_dict(data)
-
-
-def _outcome_spec(data: dict) -> OutcomeSpec:
-    return OutcomeSpec.from_dict(data)
-
-
-# ----------------------------------------------------------------------------------------------
 # loading a folder
 
 
@@ -486,7 +151,7 @@ def parse_folder(
     for path in _toml_files(root):
         rel = path.relative_to(root).as_posix()
         digests[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
-        read = _read_toml(path, rel, errors)
+        read = read_toml(path, rel, errors)
         if read is None:
             continue
         data, text = read
@@ -494,10 +159,10 @@ def parse_folder(
         parent = path.parent.name
         try:
             if parent == DEFINITIONS_DIR and path.name == FUNCTIONS_FILE:
-                spec = FunctionsSpec.from_dict(_safe_functions(data, rel, text, errors))
+                spec = FunctionsSpec.from_dict(safe_functions(data, rel, text, errors))
                 functions.update(spec.functions)  # jetstream/definitions comes later and wins
             elif parent == DEFINITIONS_DIR:
-                definition = _parse_isolating_entries(data, _definition_spec, rel, text, errors)
+                definition = parse_isolating_entries(data, definition_spec, rel, text, errors)
                 if definition is None:
                     continue
                 if path.stem in definitions:
@@ -509,15 +174,15 @@ def parse_folder(
             elif parent == DEFAULTS_DIR:
                 if "project" in data:  # an OpMon default, not ours
                     continue
-                if _unexpected_keys(data, rel, text, errors):
+                if unexpected_keys(data, rel, text, errors):
                     continue
-                spec = _parse_isolating_entries(data, _analysis_spec, rel, text, errors)
+                spec = parse_isolating_entries(data, analysis_spec, rel, text, errors)
                 if spec is not None:
                     defaults.append(DefaultConfig(path.stem, spec, _mtime(path)))
             elif path.parent.parent.name == OUTCOMES_DIR:
-                if _unexpected_keys(data, rel, text, errors):
+                if unexpected_keys(data, rel, text, errors):
                     continue
-                spec = _parse_isolating_entries(data, _outcome_spec, rel, text, errors)
+                spec = parse_isolating_entries(data, outcome_spec, rel, text, errors)
                 if spec is not None:
                     outcomes.append(
                         Outcome(
@@ -530,13 +195,13 @@ def parse_folder(
             else:
                 if "project" in data:  # an OpMon config, not ours
                     continue
-                if _unexpected_keys(data, rel, text, errors):
+                if unexpected_keys(data, rel, text, errors):
                     continue
-                spec = _parse_isolating_entries(data, _analysis_spec, rel, text, errors)
+                spec = parse_isolating_entries(data, analysis_spec, rel, text, errors)
                 if spec is not None:
                     configs.append(Config(path.stem, spec, _mtime(path)))
         except Exception as exc:  # noqa: BLE001 - e.g. a malformed functions.toml
-            errors.append(ConfigFileError(rel, None, _describe(exc), None))
+            errors.append(ConfigFileError(rel, None, describe(exc), None))
 
     collection = ConfigCollection(
         configs=configs,
@@ -573,23 +238,23 @@ def load_metric_hub(path: str | Path, ref: str | None = None, remote: str | None
             f"metric-hub folder {root} does not exist: set MetricHub.path to a metric-hub "
             "checkout, or MetricHub.url to a git remote to clone it from"
         )
-    git_root = _git_toplevel(root)
+    git_root = git_toplevel(root)
     commit = None
     load_root = root
     fingerprint = None
     if git_root is not None:
         if ref:
             candidates = ([f"{remote}/{ref}"] if remote else []) + [ref]
-            commit = next((c for c in (_git_rev(root, r) for r in candidates) if c), None)
+            commit = next((c for c in (git_rev(root, r) for r in candidates) if c), None)
             if commit is None:
                 raise MetricHubError(
                     f"metric-hub ref {ref!r} not found in {git_root}: set MetricHub.ref to a "
                     "branch, tag or commit of that repository (or leave it unset for HEAD)"
                 )
-            prefix = _git(["rev-parse", "--show-prefix"], cwd=root, check=False)
-            load_root = _snapshot(git_root, commit, prefix)
+            prefix = git(["rev-parse", "--show-prefix"], cwd=root, check=False)
+            load_root = snapshot(git_root, commit, prefix)
         else:
-            commit = _git_rev(root, "HEAD")
+            commit = git_rev(root, "HEAD")
     if ref is None:
         fingerprint = _fingerprint(root)  # local edits invalidate the cache too
 
@@ -604,7 +269,7 @@ def load_metric_hub(path: str | Path, ref: str | None = None, remote: str | None
         in_repo = root.relative_to(git_root)
         jet = Path(JETSTREAM_DIR) if (load_root / JETSTREAM_DIR).is_dir() else Path()
         pathspec = (in_repo / jet / OUTCOMES_DIR).as_posix()
-        for repo_rel, sha in _outcome_commits(git_root, commit, pathspec).items():
+        for repo_rel, sha in file_commits(git_root, commit, pathspec).items():
             rel = Path(repo_rel)
             if in_repo.parts:
                 if rel.parts[: len(in_repo.parts)] != in_repo.parts:

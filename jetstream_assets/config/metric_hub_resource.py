@@ -11,7 +11,8 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
-from .metric_hub import LoadedConfigs, _git, _git_rev, _git_toplevel, load_metric_hub
+from .hub_git import git, git_rev, git_toplevel
+from .metric_hub import LoadedConfigs, load_metric_hub
 
 
 class MetricHub(dg.ConfigurableResource):
@@ -33,7 +34,7 @@ class MetricHub(dg.ConfigurableResource):
         root.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}-clone-"))
         try:
-            _git(["clone", "--quiet", str(self.url), str(tmp)])
+            git(["clone", "--quiet", str(self.url), str(tmp)])
             try:
                 tmp.rename(root)
             except OSError:  # cloned concurrently by another process
@@ -50,25 +51,25 @@ class MetricHub(dg.ConfigurableResource):
     def commit(self) -> str | None:
         """Commit `load()` would read, without parsing anything (for sensors)."""
         root = self._root()
-        if not root.exists() or _git_toplevel(root) is None:
+        if not root.exists() or git_toplevel(root) is None:
             return None
         if self.ref:
             for rev in ([f"origin/{self.ref}"] if self.url else []) + [self.ref]:
-                if sha := _git_rev(root, rev):
+                if sha := git_rev(root, rev):
                     return sha
             return None
-        return _git_rev(root, "HEAD")
+        return git_rev(root, "HEAD")
 
     def commits_since(self, old: str) -> list[str] | None:
         """Commits after `old` up to the current one, oldest first (first parents: merges count once);
         None when `old` is not an ancestor any more (history rewritten) or is gone."""
         root = self._root()
         head = self.commit()
-        if head is None or _git_rev(root, old) is None:
+        if head is None or git_rev(root, old) is None:
             return None
         if subprocess.run(["git", "merge-base", "--is-ancestor", old, head], cwd=root).returncode != 0:
             return None
-        out = _git(["rev-list", "--reverse", "--first-parent", f"{old}..{head}"], cwd=root)
+        out = git(["rev-list", "--reverse", "--first-parent", f"{old}..{head}"], cwd=root)
         return [line for line in out.splitlines() if line]
 
     def load_at(self, commit: str) -> LoadedConfigs:
@@ -82,10 +83,10 @@ class MetricHub(dg.ConfigurableResource):
             if not root.exists():
                 self._clone()
             else:
-                _git(["fetch", "--quiet", "--prune", "origin"], cwd=root)
-                upstream = _git(
+                git(["fetch", "--quiet", "--prune", "origin"], cwd=root)
+                upstream = git(
                     ["rev-parse", "--abbrev-ref", "--symbolic-full-name", "@{u}"], cwd=root, check=False
                 )
                 if upstream:
-                    _git(["merge", "--ff-only", "--quiet", upstream], cwd=root)
+                    git(["merge", "--ff-only", "--quiet", upstream], cwd=root)
         return self.commit()

@@ -23,7 +23,7 @@ from metric_config_parser.experiment import (
     Experiment,
     ExperimentConfiguration,
 )
-from metric_config_parser.metric import AnalysisPeriod, Metric, MetricReference, Summary
+from metric_config_parser.metric import AnalysisPeriod, MetricReference, Summary
 from metric_config_parser.segment import SegmentReference
 from metric_config_parser.statistic import Statistic
 
@@ -288,7 +288,7 @@ class _Resolver:
                     field=f"segments.{ref.name}" if self.locate(["segments", ref.name]) else (
                         "experiment.segments" if in_own else None
                     ),
-                    hint=(f"fix the segment's select_expression and its data source's from_expression"
+                    hint=("fix the segment's select_expression and its data source's from_expression"
                           if isinstance(exc, jinja2.TemplateError) else
                           f"define [segments.{ref.name}] (and its data source) in the experiment's "
                           f"config or definitions/{self.app}.toml") + "; results are computed without it",

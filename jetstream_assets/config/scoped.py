@@ -11,7 +11,6 @@ remembered (it fails again, as it did).
 from __future__ import annotations
 
 import copy
-import functools
 import pickle
 from collections.abc import Callable
 

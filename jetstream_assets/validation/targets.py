@@ -16,14 +16,13 @@ from pathlib import Path
 
 from mozanalysis.experiment import TimeLimits
 
+from jetstream_assets.config.hub_file import field_line, key_line
+from jetstream_assets.config.hub_git import MetricHubError
 from jetstream_assets.config.metric_hub import (
     DEFINITIONS_DIR,
     FUNCTIONS_FILE,
     JETSTREAM_DIR,
     LoadedConfigs,
-    MetricHubError,
-    _field_line,
-    key_line,
     load_metric_hub,
 )
 from jetstream_assets.config.resolve import ResolvedConfig
@@ -97,7 +96,7 @@ def own_line(target: Target, fld: str) -> int | None:
     if loaded is None or not target.rel:
         return None
     with contextlib.suppress(OSError):
-        return _field_line((loaded.root / target.rel).read_text(encoding="utf-8"), fld)
+        return field_line((loaded.root / target.rel).read_text(encoding="utf-8"), fld)
     return None
 
 
@@ -121,7 +120,7 @@ def locate(target: Target, path: list[str], key: str | None = None) -> tuple[str
             text = None
             with contextlib.suppress(OSError):
                 text = (loaded.root / rel).read_text(encoding="utf-8")
-            line = _field_line(text, ".".join(path)) if text else None
+            line = field_line(text, ".".join(path)) if text else None
             if key is not None and text:
                 line = key_line(text, line, key)
             return display_name(target, rel), line
