@@ -288,10 +288,14 @@ _REWRITTEN = (exp.Table, exp.DateAdd, exp.DateSub, exp.ArrayAgg, exp.Unnest)
 def _rewrite(statements: list[exp.Expression], read: Callable[[TableKey], exp.Expression | None]) -> str:
     out = []
     for tree in statements:
-        # one walk finds the CTE names and the nodes the steps may change (parents before children)
+        # one walk finds the CTE names and the nodes the steps may change (parents before children), and
+        # drops each node's meta: the parser's source positions (and BigQuery's spelling of function names),
+        # which DuckDB's generator never reads but deep-copies, as Python dicts, with every subtree it copies
+        # (SAFE_DIVIDE's denominator twice, each LOGICAL_OR's argument, ...)
         ctes: set[str] = set()
         found: list[exp.Expression] = []
         for node in tree.dfs():
+            node._meta = None
             if isinstance(node, _REWRITTEN):
                 found.append(node)
             elif isinstance(node, exp.CTE):
