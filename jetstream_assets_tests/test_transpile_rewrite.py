@@ -2,7 +2,8 @@
 steps there, with the semantics of sqlglot's `transform` (which it replaced for speed): a table is replaced
 unless a CTE of the statement has its name, each step runs on the node the one before returned, and nothing
 under a node already replaced is visited. The oracle below is that `transform`, on statements where each rule
-matters."""
+matters. The oracle also keeps what the rewrite drops for speed, each node's meta (parser positions, BigQuery's
+spelling of function names): DuckDB's generator must not read it, so the texts stay equal."""
 
 import pytest
 from sqlglot import exp
@@ -52,6 +53,10 @@ STATEMENTS = {
         SELECT (SELECT SUM(value) FROM UNNEST(h.values)) AS total,
                (SELECT COUNT(*) FROM UNNEST(h.values) AS v) AS n
         FROM telemetry.main AS h""",
+    "subtrees DuckDB's generator copies (SAFE_DIVIDE, LOGICAL_OR, DATE) keep their text": """
+        SELECT SAFE_DIVIDE(SUM(m.x), COUNT(DISTINCT m.client_id)) AS ratio, LOGICAL_OR(m.flag = 'a') AS any_a,
+               JSON_EXTRACT_SCALAR(m.payload, '$.sum') AS s, DATE(m.submission_timestamp) AS day
+        FROM telemetry.main AS m GROUP BY day  -- a comment""",
     "tables in subqueries, joins and several statements": """
         SELECT * FROM (SELECT a FROM p.d.t1) AS s LEFT JOIN d.t2 AS u ON s.a = u.a;
         SELECT 1 FROM d.t3""",
@@ -66,10 +71,11 @@ def test_the_one_walk_rewrite_equals_sqlglots_transform(sql):
 def test_the_rewrite_cases_are_exercised():
     """The statements above do hit each rule (so the equality is not between two untouched trees)."""
     sqls = [trees_to_duckdb(parse_bigquery(sql), _read) for sql in STATEMENTS.values()]
-    first, dates, array_agg, unnest, several = sqls
+    first, dates, array_agg, unnest, copied, several = sqls
     assert "local_telemetry_events" in first and "FROM events" in first and "local_telemetry_clients_daily" in first
     assert "DATE_ADD" not in dates.upper() and "DATE_SUB" not in dates.upper() and "'2026-02-01'" in dates
     assert "LIST_SLICE" in array_agg.upper() and "'2026-01-03'" in array_agg
     assert "DATE_ADD" in array_agg.upper() or "INTERVAL" in array_agg.upper()  # the one inside ARRAY_AGG is left
     assert "max_depth" in unnest
+    assert "CASE WHEN" in copied and "BOOL_OR" in copied and "/* a comment */" in copied
     assert several.count(";") == 1 and "local_d_t1" in several and "local_d_t3" in several

@@ -102,3 +102,44 @@ def test_an_overrunning_dry_run_in_a_file_is_a_problem_of_that_file_and_no_threa
     assert not report.valid and all(p.kind == SQL for p in report.problems)
     assert any("within 0.2 s (interrupted)" in p.cause for p in report.problems)
     assert set(threading.enumerate()) == before
+
+
+#: compile outcomes that matter: missing names, types, functions, ambiguity, grouping, and constants that
+#: only fail when run (which an optimizer's constant folding might have tripped on)
+_BIND_CASES = [
+    "SELECT y FROM t",
+    "SELECT x + 1 AS v FROM t",
+    "SELECT nope(x) AS v FROM t",
+    "SELECT x FROM t, t AS u",
+    "SELECT n, x FROM t GROUP BY x",
+    "SELECT CAST('abc' AS INTEGER) AS v, 1 / 0 AS w, [1, 2][5] AS z FROM t WHERE d > DATE '2024-01-01'",
+    "SELECT CASE WHEN n > 0 THEN CAST('x' AS BIGINT) ELSE n END AS v FROM t",
+    "SELECT (SELECT SUM(value) FROM (SELECT UNNEST(l, max_depth := 2))) AS s FROM t",
+    "SELECT list_filter(l, lambda e: e.key = 'a')[1].value AS v FROM t LEFT JOIN t AS u USING (x)",
+    "SELECT x FROM t WHERE n IN (SELECT n FROM t AS u WHERE u.x = t.x AND u.d > t.d) AND d = 'not a date'",
+    "SELECT SUM(n) OVER (PARTITION BY x ORDER BY d) AS v, COUNT(*) FILTER (WHERE n > 1) AS c FROM t GROUP BY ALL",
+]
+
+
+def _describe_outcomes(settings: dict) -> list[str]:
+    con = duckdb.connect(":memory:", config=settings)
+    con.execute("CREATE TEMP TABLE t (x VARCHAR, n BIGINT, d DATE, l STRUCT(key VARCHAR, value BIGINT)[])")
+    out = []
+    for sql in _BIND_CASES:
+        try:
+            out.append(repr(con.execute(f"DESCRIBE {sql}").fetchall()))
+        except duckdb.Error as e:
+            out.append(f"{type(e).__name__}: {e}")
+    con.close()
+    return out
+
+
+def test_the_engine_binds_without_the_optimizer_and_finds_what_it_would_with_it():
+    """The engine turns DuckDB's optimizer off (DESCRIBE and CREATE TABLE optimise a plan never run): the
+    outcome of every kind of query, failing or not, is the same as with the optimizer on."""
+    from jetstream_assets.validation.synthetic_engine import _SETTINGS
+
+    assert _SETTINGS["enable_optimizer"] is False
+    without = _describe_outcomes(_SETTINGS)
+    assert without == _describe_outcomes({**_SETTINGS, "enable_optimizer": True})
+    assert sum(o.startswith(("BinderException", "ConversionException", "CatalogException")) for o in without) >= 4
