@@ -193,3 +193,19 @@ def test_the_engines_get_key_refuses_what_is_no_key_value_list():
                 engine.dry_run(f"SELECT mozfun.map.get_key({arg}, 'x') AS v, t.n + 1 AS m FROM d.t AS t")
     finally:
         engine.close()
+
+
+def test_macro_words_are_the_case_insensitive_patterns_matches():
+    """`macros_called` finds macro names with `str.find` rather than the case-insensitive pattern: the same
+    words, wherever they are (start of the text, after punctuation, quotes or a dot), in any case, and none
+    inside a longer word."""
+    from jetstream_assets.sql.mozfun import _MACRO_WORD, macro_words
+
+    texts = [
+        "MOZFUN_MAP_GET_KEY(m, 'k')", "select udf_json_valid(x), Mozfun_Hist_Extract(h).sum from t",
+        "x.mozfun_a + (udf_b) * \"udf_c\" - 'mozfun_d'", "amozfun_x, _udf_y, 1udf_z, mozfun_udf_w, udf_, mozfun",
+        "mozfun_ä_x, émozfun_y, udf_1 udf_2\nmozfun_3\tudf_4;mozfun_5", "",
+    ]
+    for text in texts:
+        assert sorted(macro_words(text)) == sorted(w.lower() for w in _MACRO_WORD.findall(text)), text
+    assert macro_words(texts[3]) == ["mozfun_udf_w"]

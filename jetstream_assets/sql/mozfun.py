@@ -260,10 +260,29 @@ _CALLS: dict[str, frozenset[str]] = {
 }
 
 
+_WORD = re.compile(r"\w+")
+
+
+def macro_words(sql: str) -> list[str]:
+    """`_MACRO_WORD.findall(sql)` lower-cased (in another order): each prefix found by `str.find` in the
+    lower-cased text, since the case-insensitive pattern is tried at every character (a tenth of the time
+    over validate-config's DuckDB SQL)."""
+    low = sql.lower()
+    found = []
+    for prefix in ("mozfun_", "udf_"):
+        at = low.find(prefix)
+        while at >= 0:
+            word = _WORD.match(low, at).group()
+            if len(word) > len(prefix) and (at == 0 or not (low[at - 1].isalnum() or low[at - 1] == "_")):
+                found.append(word)  # (`\b` before it: no word character)
+            at = low.find(prefix, at + len(prefix))
+    return found
+
+
 def macros_called(sql: str) -> list[str]:
     """The macros DuckDB `sql` calls, and those their bodies call, dependencies first (`MACROS` order):
     a connection that compiles few queries creates only these (`macro_statement`)."""
-    todo = [n for n in map(str.lower, _MACRO_WORD.findall(sql)) if n in MACROS]
+    todo = [n for n in macro_words(sql) if n in MACROS]
     wanted: set[str] = set()
     while todo:
         name = todo.pop()
