@@ -145,56 +145,6 @@ def test_the_engine_binds_without_the_optimizer_and_finds_what_it_would_with_it(
     assert sum(o.startswith(("BinderException", "ConversionException", "CatalogException")) for o in without) >= 4
 
 
-def _get_key_outcomes(lists_only: bool) -> list[str]:
-    """DESCRIBE and the values of `map.get_key` over every key/value list type, with keys present, absent,
-    repeated (the first wins) and of another type."""
-    from jetstream_assets.sql.mozfun import KV_LIST_TYPES, macro_statement
-
-    con = duckdb.connect()
-    con.execute(macro_statement("mozfun_map_get_key", lists_only=lists_only))
-    out = []
-    for i, kv in enumerate(KV_LIST_TYPES):
-        text_keys = "key VARCHAR" in kv
-        key, other = ("'b'", "'c'") if text_keys else ("2", "3")
-        value = "NULL" if "extra" in kv else "{'branch': 'x'}" if "branch" in kv else "1"
-        con.execute(f"CREATE TABLE t{i} (m {kv}, k {'VARCHAR' if text_keys else 'BIGINT'})")
-        con.execute(f"INSERT INTO t{i} SELECT [{{'key': {other}, 'value': NULL}}, {{'key': {key}, 'value': {value}}}, "
-                    f"{{'key': {key}, 'value': NULL}}], {key}")
-        for call in [f"mozfun_map_get_key(m, {key})", "mozfun_map_get_key(m, k)", f"mozfun_map_get_key(m, {other}).x",
-                     "mozfun_map_get_key(m, 'zz')", "mozfun_map_get_key(m, 7)", "mozfun_map_get_key(m, NULL)"]:
-            sql = f"SELECT {call} AS v FROM t{i}"
-            for statement in (f"DESCRIBE {sql}", sql):
-                try:
-                    out.append(repr(con.execute(statement).fetchall()))
-                except duckdb.Error as e:
-                    out.append(type(e).__name__)
-    con.close()
-    return out
-
-
-def test_the_engines_untyped_get_key_answers_as_the_typed_overloads():
-    """The synthetic engine's `map.get_key` has one untyped body (its tables hold no MAP, and their key/value
-    types are those the typed overloads cover): on every list type it binds to the same type, returns the
-    same values and fails on the same calls as the typed overloads."""
-    outcomes = _get_key_outcomes(lists_only=True)
-    assert outcomes == _get_key_outcomes(lists_only=False)
-    assert "[(1,)]" in outcomes and "[({'branch': 'x'},)]" in outcomes and "[(None,)]" in outcomes
-    assert "BinderException" in outcomes or "ConversionException" in outcomes
-
-
-def test_the_engines_get_key_refuses_what_is_no_key_value_list():
-    """What the typed overloads' MAP fallback read as string, struct or list indexing, BigQuery refuses
-    (`get_key` takes an ARRAY<STRUCT<key, value>>), and so does the synthetic engine's `get_key`."""
-    engine = SyntheticEngine()
-    try:
-        engine.dry_run("SELECT mozfun.map.get_key(t.kv, 'x') AS v FROM d.t AS t")
-        for arg in ("UPPER(t.s)", "STRUCT(t.n AS x)", "[t.n, 2]"):
-            with pytest.raises(WarehouseError, match="does not compile"):
-                engine.dry_run(f"SELECT mozfun.map.get_key({arg}, 'x') AS v, t.n + 1 AS m FROM d.t AS t")
-    finally:
-        engine.close()
-
-
 def test_macro_words_are_the_case_insensitive_patterns_matches():
     """`macros_called` finds macro names with `str.find` rather than the case-insensitive pattern: the same
     words, wherever they are (start of the text, after punctuation, quotes or a dot), in any case, and none

@@ -292,17 +292,8 @@ def macros_called(sql: str) -> list[str]:
     return [n for n in MACROS if n in wanted]
 
 
-#: Macros for a connection whose key/value data is only BigQuery's ARRAY<STRUCT<key, value>>, never a MAP
-#: (the synthetic engine's tables, whose key/value types `validation.synthetic_columns` keeps to
-#: `KV_LIST_TYPES`): `map.get_key` as the list overloads' one body without a parameter type, which DuckDB
-#: binds without first binding the arguments to choose among typed overloads (a third of each call's cost)
-LIST_ONLY_MACROS: dict[str, str] = {"mozfun_map_get_key": f"(m, k) AS {_GET_KEY_LIST}"}
-
-
-def macro_statement(name: str, *, lists_only: bool = False) -> str:
-    """CREATE MACRO for `name`; `lists_only`: its `LIST_ONLY_MACROS` body if it has one."""
-    body = LIST_ONLY_MACROS.get(name, MACROS[name]) if lists_only else MACROS[name]
-    return f"CREATE OR REPLACE MACRO {name}{body}"
+def macro_statement(name: str) -> str:
+    return f"CREATE OR REPLACE MACRO {name}{MACROS[name]}"
 
 
 def macro_names() -> frozenset[str]:

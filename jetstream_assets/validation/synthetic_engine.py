@@ -133,7 +133,7 @@ class SyntheticEngine:
         """The DuckDB half: the tables and macros the query needs, then the binding."""
         for name in macros_called(job.duck_sql):
             if name not in self._created:
-                self.con.execute(macro_statement(name, lists_only=True))  # (no MAP column here)
+                self.con.execute(macro_statement(name))
                 self._created.add(name)
         for name, columns_sql, schema in job.tables:
             if name in self._created:
