@@ -310,7 +310,7 @@ def _rewrite(statements: list[exp.Expression], read: Callable[[TableKey], exp.Ex
 
         replaced: set[int] = set()
         for node in found:
-            if replaced and _inside_any(node, replaced):
+            if replaced and inside_any(node, replaced):
                 continue  # a node under one already rewritten is not visited (as in sqlglot's transform)
             parent, arg_key, index = node.parent, node.arg_key, node.index  # before the steps re-parent it
             new = _unaliased_unnest(_array_agg_limit(_fold_date_add(replace(node))))
@@ -325,8 +325,8 @@ def _rewrite(statements: list[exp.Expression], read: Callable[[TableKey], exp.Ex
     return ";\n".join(out)
 
 
-def _inside_any(node: exp.Expression, ids: set[int]) -> bool:
-    """Whether `node` or one of its ancestors is one of `ids`."""
+def inside_any(node: exp.Expression, ids: set[int]) -> bool:
+    """Whether `node` or one of its ancestors is one of `ids` (`id()` of nodes)."""
     while node is not None:
         if id(node) in ids:
             return True

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from sqlglot import exp
 from sqlglot.optimizer.scope import Scope, traverse_scope
 
-from jetstream_assets.sql.transpile import TranspileError, parse_bigquery
+from jetstream_assets.sql.transpile import TranspileError, inside_any, parse_bigquery
 from jetstream_assets.validation.synthetic_columns import Column, column
 from jetstream_assets.validation.synthetic_types import (
     GLEAN_TYPES,
@@ -107,10 +107,10 @@ class _Collector:
             if isinstance(column.this, exp.Star):
                 continue
             parts, outer = column_path(column)
-            if len(parts) == 1 and parts[0] in aliases and not self._inside(column, clauses):
+            if len(parts) == 1 and parts[0] in aliases and not inside_any(column, clauses):
                 continue  # GROUP BY / ORDER BY on a projection alias
             # the argument of an UNNEST in this FROM reads the other sources, not the UNNEST
-            skip = next((u for u in unnests if self._inside(column, {id(u.expression)})), None)
+            skip = next((u for u in unnests if inside_any(column, {id(u.expression)})), None)
             routes = self._route(scope, tuple(parts), skip)
             if routes:  # a column of a CTE of constants (the stand-in enrollments) needs no type
                 self._record_all(routes, usage(outer))
@@ -141,14 +141,6 @@ class _Collector:
             names += [r.alias for r in star.args.get("replace") or [] if isinstance(r, exp.Alias)]
             for name in names:
                 self._record_all(self._route(scope, (*qualifier, name), None), TypeHint())
-
-    @staticmethod
-    def _inside(node: exp.Expression, ids: set[int]) -> bool:
-        while node is not None:
-            if id(node) in ids:
-                return True
-            node = node.parent
-        return False
 
     @staticmethod
     def _projection_aliases(scope: Scope) -> set[str]:
