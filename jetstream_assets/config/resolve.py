@@ -55,27 +55,12 @@ PLATFORMS: dict[str, Platform] = {
     "klar_ios": Platform("org.mozilla.ios.Klar", EnrollmentsQueryType.GLEAN_EVENT),
 }
 
-_STATISTICS = (
-    "bootstrap_mean",
-    "binomial",
-    "deciles",
-    "linear_model_mean",
-    "per_client_dau_impact",
-    "count",
-    "sum",
-    "kernel_density_estimate",
-    "empirical_cdf",
-    "population_ratio",
-)
-
 
 def statistic_names() -> frozenset[str]:
-    """Statistic config names a metric may use."""
-    try:  # the statistics engine is the source of truth once it exists
-        from jetstream_assets.statistics import known_statistics  # type: ignore[attr-defined]
-    except ImportError:
-        # TODO: drop the local list once jetstream_assets.statistics.known_statistics() lands.
-        return frozenset(_STATISTICS)
+    """Statistic config names a metric may use: the statistics engine's (imported on first use: numpy and
+    pandas load with it)."""
+    from jetstream_assets.statistics import known_statistics
+
     return frozenset(known_statistics())
 
 
