@@ -250,23 +250,14 @@ def macro_statements(skip: frozenset[str] = frozenset()) -> list[str]:
     return [macro_statement(name) for name in MACROS if name not in skip]
 
 
-#: a macro name as it appears in DuckDB SQL, in any case (a superset of the calls: a column could be
-#: named so too)
-_MACRO_WORD = re.compile(r"\b(?:mozfun|udf)_\w+", re.IGNORECASE)
-#: the other macros each macro's body calls
-_CALLS: dict[str, frozenset[str]] = {
-    name: frozenset(n for n in _MACRO_WORD.findall(body) if n in MACROS and n != name)
-    for name, body in MACROS.items()
-}
-
-
 _WORD = re.compile(r"\w+")
 
 
 def macro_words(sql: str) -> list[str]:
-    """`_MACRO_WORD.findall(sql)` lower-cased (in another order): each prefix found by `str.find` in the
-    lower-cased text, since the case-insensitive pattern is tried at every character (a tenth of the time
-    over validate-config's DuckDB SQL)."""
+    """The macro names as they appear in DuckDB `sql`, in any case, lower-cased: each word starting
+    `mozfun_` or `udf_` with no word character before it (a superset of the calls: a column could be named
+    so too). Found with `str.find` in the lower-cased text: a case-insensitive pattern tried at every
+    character took a tenth of the time over validate-config's DuckDB SQL."""
     low = sql.lower()
     found = []
     for prefix in ("mozfun_", "udf_"):
@@ -277,6 +268,13 @@ def macro_words(sql: str) -> list[str]:
                 found.append(word)  # (`\b` before it: no word character)
             at = low.find(prefix, at + len(prefix))
     return found
+
+
+#: the other macros each macro's body calls
+_CALLS: dict[str, frozenset[str]] = {
+    name: frozenset(n for n in macro_words(body) if n in MACROS and n != name)
+    for name, body in MACROS.items()
+}
 
 
 def macros_called(sql: str) -> list[str]:
