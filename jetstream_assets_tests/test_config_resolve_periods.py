@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from metric_config_parser.metric import AnalysisPeriod, MetricDefinition
 
-from jetstream_assets.config import load_metric_hub, resolve, resolve_config
+from jetstream_assets.config import load_metric_hub, resolve_config, scoped
 from jetstream_assets.validation.resolution import stand_in_experiment
 from jetstream_assets_tests.test_config_resolve import experiment, make_hub, summary_keys
 
@@ -20,7 +20,7 @@ def _both_ways(monkeypatch, resolve_once):
     """(resolved as now, resolved with every listing of every metric resolved) of `resolve_once()`."""
     now = resolve_once()
     with monkeypatch.context() as m:
-        m.setattr(resolve, "_settled", lambda *a: False)
+        m.setattr(scoped, "settled_metric", lambda *a: False)
         every_time = resolve_once()
     return now, every_time
 

@@ -18,6 +18,8 @@ from metric_config_parser.analysis import AnalysisSpec
 from metric_config_parser.config import ConfigCollection
 from metric_config_parser.experiment import Experiment, ExperimentConfiguration
 
+from . import scoped
+
 if TYPE_CHECKING:
     from .resolve import _Resolver
 
@@ -47,9 +49,7 @@ def own_config_alone(
                 file=r.own_file, field="experiment.outcomes", hint="fix the outcome's parameters or this file's",
             )
             return
-    from . import resolve
-
-    settled: set[str] = set()  # resolved, and would resolve the same again (`resolve._settled`)
+    settled: set[str] = set()  # resolved, and would resolve the same again (`scoped.settled_metric`)
     for period, key in PERIOD_KEYS.items():
         for ref in getattr(spec.metrics, period.table_suffix):
             if ref.name in blamed or ref.name in settled:
@@ -60,7 +60,7 @@ def own_config_alone(
                 blamed.add(ref.name)
                 _report(r, ref.name, key, _cause(exc))
                 continue
-            if resolve._settled(ref.name, spec, conf, configs):
+            if scoped.settled_metric(ref.name, spec, conf, configs):
                 settled.add(ref.name)
 
 

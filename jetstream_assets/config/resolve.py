@@ -27,7 +27,7 @@ from metric_config_parser.metric import AnalysisPeriod, MetricReference, Summary
 from metric_config_parser.segment import SegmentReference
 from metric_config_parser.statistic import Statistic
 
-from . import fast_paths, sandbox
+from . import fast_paths, sandbox, scoped
 from .errors import ConfigError
 from .field_lines import key_line_of, line_of
 from .metric_hub import ConfigFileError, LoadedConfigs
@@ -300,7 +300,7 @@ class _Resolver:
     ) -> dict[AnalysisPeriod, list[Summary]]:
         allowed = statistic_names()
         result: dict[AnalysisPeriod, list[Summary]] = {}
-        #: summaries of the metrics whose resolution reads nothing another resolution changes (`_settled`)
+        #: summaries of the metrics whose resolution reads nothing another resolution changes (`scoped.settled_metric`)
         settled: dict[str, list[Summary]] = {}
         for period, key in PERIOD_KEYS.items():
             refs: list[MetricReference] = getattr(spec.metrics, period.table_suffix)
@@ -316,7 +316,7 @@ class _Resolver:
                     self.metric_error(ref.name, key, exc)
                     continue
                 summaries += resolved
-                if _settled(ref.name, spec, conf, configs):
+                if scoped.settled_metric(ref.name, spec, conf, configs):
                     settled[ref.name] = resolved  # copied for each later listing, while metrics resolve
             # later references (merged configs) override earlier ones, as in Jetstream
             unique: list[Summary] = []
@@ -387,31 +387,6 @@ class _Resolver:
             field=f"metrics.{name}.statistics.{stat}",
             hint=f"use one of {sorted(allowed)}; the metric's other statistics are analysed",
         )
-
-
-def _settled(name: str, spec: AnalysisSpec, conf: ExperimentConfiguration, configs: ConfigCollection) -> bool:
-    """Whether resolving metric `name` again (for another period) gives what it gave: neither its definition
-    nor the one it takes its SQL from (the platform's definition of that name, which the library then
-    updates, always to the same values) has depends_on (whose resolution reads platform definitions other
-    resolutions update); the rest it reads does not change while metrics resolve."""
-    definition = spec.metrics.definitions.get(name)
-    if definition is None:
-        definition = configs.get_metric_definition(name, conf.app_name)
-    if definition is None or definition.depends_on:
-        return False
-    if _has_sql(definition):
-        return True
-    if name not in spec.metrics.definitions:
-        return False
-    platform = configs.get_metric_definition(name, conf.app_name)
-    return platform is not None and not platform.depends_on and _has_sql(platform)
-
-
-def _has_sql(definition) -> bool:
-    template = definition.select_expression
-    if template is None:
-        template = definition.select_expression_from_aggregation
-    return template is not None and definition.data_source is not None
 
 
 def _copy_summary(summary: Summary) -> Summary:

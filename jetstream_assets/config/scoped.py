@@ -5,7 +5,8 @@ Within one experiment's resolution (one scoped collection), a data source defini
 spec and experiment it is resolved with (`install()`): metric-config-parser resolves a metric's data source
 for every metric, building the same frozen `DataSource` (and rendering its `from_expression`) a dozen times
 per data source; the metrics then share it, as they share equal ones. A resolution that fails is not
-remembered (it fails again, as it did).
+remembered (it fails again, as it did). Likewise a metric listed in several periods resolves once when
+resolving it again cannot give anything else (`settled_metric`, used by the resolution's two passes).
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ import copy
 import pickle
 from collections.abc import Callable
 
+from metric_config_parser.analysis import AnalysisSpec
 from metric_config_parser.config import ConfigCollection
 from metric_config_parser.data_source import DataSourceDefinition
-from metric_config_parser.experiment import Experiment
+from metric_config_parser.experiment import Experiment, ExperimentConfiguration
 from metric_config_parser.monitoring import MonitoringSpec
 
 from .metric_hub import LoadedConfigs
@@ -182,10 +184,10 @@ def _resolve_once(self: DataSourceDefinition, spec, conf, configs):
         return _LIBRARY_RESOLVE(self, spec, conf, configs)
     key = (id(self), id(spec), id(conf))
     hit = memo.get(key)
-    if hit is not None and hit[0] is self and hit[1] is spec and hit[2] is conf:
-        return hit[3]
+    if hit is not None:  # the entry holds the three objects, so no other object has these ids
+        return hit[-1]
     resolved = _LIBRARY_RESOLVE(self, spec, conf, configs)
-    memo[key] = (self, spec, conf, resolved)  # holds them: their ids are not reused while it lives
+    memo[key] = (self, spec, conf, resolved)
     return resolved
 
 
@@ -197,6 +199,31 @@ def install() -> None:
 def uninstall() -> None:
     """The library's own resolution again (to time the library as it ships)."""
     DataSourceDefinition.resolve = _LIBRARY_RESOLVE
+
+
+def settled_metric(name: str, spec: AnalysisSpec, conf: ExperimentConfiguration, configs: ConfigCollection) -> bool:
+    """Whether resolving metric `name` again (for another period) gives what it gave: neither its definition
+    nor the one it takes its SQL from (the platform's definition of that name, which the library then
+    updates, always to the same values) has depends_on (whose resolution reads platform definitions other
+    resolutions update); the rest it reads does not change while metrics resolve."""
+    definition = spec.metrics.definitions.get(name)
+    if definition is None:
+        definition = configs.get_metric_definition(name, conf.app_name)
+    if definition is None or definition.depends_on:
+        return False
+    if _has_sql(definition):
+        return True
+    if name not in spec.metrics.definitions:
+        return False
+    platform = configs.get_metric_definition(name, conf.app_name)
+    return platform is not None and not platform.depends_on and _has_sql(platform)
+
+
+def _has_sql(definition) -> bool:
+    template = definition.select_expression
+    if template is None:
+        template = definition.select_expression_from_aggregation
+    return template is not None and definition.data_source is not None
 
 
 def private_copies(obj, n: int = 1) -> list:
