@@ -6,6 +6,8 @@ import functools
 import os
 from pathlib import Path
 
+from .hub_file import field_line, key_line
+
 
 @functools.lru_cache(maxsize=16)
 def _file_text(path: str, stamp: tuple[int, int]) -> str:
@@ -21,8 +23,6 @@ def _read(path) -> str | None:
 
 
 def line_of(path, field: str) -> int | None:
-    from .hub_file import field_line
-
     text = _read(path)
     if text is None:
         return None
@@ -36,8 +36,6 @@ def line_of(path, field: str) -> int | None:
 
 def key_line_of(path, table: str, key: str) -> int | None:
     """Line of `key = ...` inside `[table]` (the table's own line when the key is not found there)."""
-    from .hub_file import key_line
-
     start = line_of(path, table)
     text = _read(path)
     return start if text is None else key_line(text, start, key)
